@@ -1,0 +1,6 @@
+from django.urls import path
+
+from entities import views
+
+app_name = "directories"
+urlpatterns = [path("", views.entity_list, name="list")]

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from federation import services
+
+
+@shared_task
+def prune_trace_lines():
+    return services.prune_trace_lines()

@@ -1,0 +1,36 @@
+"""Shared fixtures. Area fixtures live in their own modules, registered here as plugins."""
+
+import pytest
+from django.contrib.auth.models import Group
+
+from federation.roles import ADMINISTRATORS, AUDITORS
+
+pytest_plugins = ["tests.slapd", "tests.keystore_fixtures"]
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    user = django_user_model.objects.create_user("alice-admin", password=PASSWORD)
+    user.groups.add(Group.objects.get_or_create(name=ADMINISTRATORS)[0])
+    return user
+
+
+@pytest.fixture
+def auditor_user(django_user_model):
+    user = django_user_model.objects.create_user("eve-auditor", password=PASSWORD)
+    user.groups.add(Group.objects.get_or_create(name=AUDITORS)[0])
+    return user
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def auditor_client(client, auditor_user):
+    client.force_login(auditor_user)
+    return client

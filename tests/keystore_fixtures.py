@@ -1,0 +1,1 @@
+"""Keystore fixtures (filled by the keystore work)."""

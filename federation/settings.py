@@ -171,13 +171,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env("BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
     }
     # The file-system transport has no fan-out exchange, so no remote-control mailbox.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

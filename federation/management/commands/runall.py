@@ -62,9 +62,10 @@ class Command(BaseCommand):
                         stopping = True
                 time.sleep(0.5)
         finally:
+            # Only the leaders get SIGTERM: gunicorn and Celery then stop their own children gracefully.
             for proc in procs.values():
                 if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.terminate()
             deadline = time.monotonic() + 15
             for proc in procs.values():
                 try:

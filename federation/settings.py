@@ -169,7 +169,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))
 
 # Celery: a broker that needs no server by default (kombu's file-system transport under var/).
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env("BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env("BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("out", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)

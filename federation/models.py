@@ -1,7 +1,11 @@
 """State owned by the runtime package: user directories, audit log, stored trace lines."""
 
+import re
+
+import ldap.dn
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from federation.audit import Audited
@@ -26,12 +30,31 @@ class UserDirectory(Audited, models.Model):
         ONELEVEL = "onelevel", "One level"
 
     name = models.CharField(max_length=100, unique=True, help_text="How partnerships refer to this directory.")
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LDAP)
-    description = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=Kind.choices,
+        default=Kind.LDAP,
+        help_text="LDAP server, or the embedded directory (this installation's own user table; there is one).",
+    )
+    description = models.CharField(max_length=255, blank=True, help_text="Optional note for other administrators.")
 
-    hosts = models.CharField(max_length=500, blank=True, help_text="One or more host names, comma-separated; tried in order.")
-    port = models.PositiveIntegerField(default=389, help_text="389 for plain/StartTLS, 636 for LDAPS.")
-    security = models.CharField(max_length=16, choices=Security.choices, default=Security.NONE)
+    hosts = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="One or more host names, comma-separated; tried in order. "
+        "A host may carry its own port (ldap2.example.org:1389, [2001:db8::1]:389).",
+    )
+    port = models.PositiveIntegerField(
+        default=389,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="389 for plain/StartTLS, 636 for LDAPS; used for hosts that do not name a port.",
+    )
+    security = models.CharField(
+        max_length=16,
+        choices=Security.choices,
+        default=Security.NONE,
+        help_text="How the connection is protected. StartTLS upgrades a plain connection; LDAPS is TLS from the first byte.",
+    )
     verify_tls = models.BooleanField(default=True, help_text="Verify the server certificate (LDAPS/StartTLS).")
     tls_ca_alias = models.CharField(
         max_length=100, blank=True, help_text="Trusted CA from the keystore for the server certificate."
@@ -39,7 +62,12 @@ class UserDirectory(Audited, models.Model):
     bind_dn = models.CharField(max_length=500, blank=True, help_text="Empty for an anonymous bind.")
     bind_password = SealedTextField(help_text="Stored encrypted; never shown again.")
     search_root = models.CharField(max_length=500, blank=True, help_text="Base DN of user searches.")
-    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.SUBTREE)
+    scope = models.CharField(
+        max_length=16,
+        choices=Scope.choices,
+        default=Scope.SUBTREE,
+        help_text="Subtree searches the whole tree under the search root; one level only its direct children.",
+    )
     user_dn_start = models.CharField(
         max_length=200, blank=True, help_text="User DN lookup start, e.g. 'uid='. DN = start + login + end."
     )
@@ -51,33 +79,110 @@ class UserDirectory(Audited, models.Model):
         default="(uid=%s)",
         help_text="Filter used when no DN lookup start/end is set; %s is the login name.",
     )
-    group_search_root = models.CharField(max_length=500, blank=True, help_text="Base DN of group searches.")
+    group_search_root = models.CharField(
+        max_length=500, blank=True, help_text="Base DN of group searches (empty: the search root)."
+    )
     group_filter = models.CharField(
         max_length=500,
         default="(|(member=%s)(uniqueMember=%s))",
         help_text="Groups whose filter matches the user's DN (%s).",
     )
-    group_name_attribute = models.CharField(max_length=100, default="cn")
-    connect_timeout = models.PositiveIntegerField(default=5, help_text="Seconds to wait for the server.")
-    operation_timeout = models.PositiveIntegerField(default=10, help_text="Seconds to wait for a search or bind.")
+    group_name_attribute = models.CharField(
+        max_length=100, default="cn", help_text="Attribute of a group entry that holds its name (usually cn)."
+    )
+    connect_timeout = models.PositiveIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(300)],
+        help_text="Seconds to wait for the server.",
+    )
+    operation_timeout = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(600)],
+        help_text="Seconds to wait for a search or bind.",
+    )
 
     audit_secret_fields = ("bind_password",)
 
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "user directories"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(kind="embedded"),
+                name="one_embedded_directory",
+                violation_error_message="There is already an embedded directory.",
+            )
+        ]
 
     def __str__(self):
         return self.name
 
+    @property
+    def is_embedded(self):
+        return self.kind == self.Kind.EMBEDDED
+
+    def servers(self):
+        """(host, port) pairs in the order they are tried (ValueError when `hosts` is malformed)."""
+        return parse_hosts(self.hosts, self.port)
+
+    def server_labels(self):
+        """'host:port' for each server, for display; the raw text when it cannot be parsed."""
+        try:
+            return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.servers()]
+        except ValueError:
+            return [self.hosts]
+
     def clean(self):
-        if self.kind == self.Kind.LDAP:
-            if not self.hosts.strip():
-                raise ValidationError({"hosts": "An LDAP directory needs at least one host."})
-            if not (self.user_dn_start or self.user_dn_end) and "%s" not in self.user_filter:
-                raise ValidationError({"user_filter": "The user filter must contain %s (the login name)."})
-            if not self.search_root and not (self.user_dn_start or self.user_dn_end):
-                raise ValidationError({"search_root": "Give a search root or a user DN lookup start/end."})
+        if self.kind != self.Kind.LDAP:
+            return
+        errors = {}
+        if not self.hosts.strip():
+            errors["hosts"] = "An LDAP directory needs at least one host."
+        else:
+            try:
+                parse_hosts(self.hosts, self.port)
+            except ValueError as exc:
+                errors["hosts"] = str(exc)
+        for name in ("bind_dn", "search_root", "group_search_root"):
+            value = getattr(self, name).strip()
+            if value and not ldap.dn.is_dn(value):
+                errors[name] = f"'{value}' is not a valid DN (expected something like ou=people,dc=example,dc=org)."
+        lookup = bool(self.user_dn_start or self.user_dn_end)
+        if lookup and not ldap.dn.is_dn(f"{self.user_dn_start}login{self.user_dn_end}"):
+            errors["user_dn_start"] = (
+                f"Start + login + end does not make a valid DN ('{self.user_dn_start}login{self.user_dn_end}'); "
+                "e.g. start 'uid=' and end ',ou=people,dc=example,dc=org'."
+            )
+        if not lookup and "%s" not in self.user_filter:
+            errors["user_filter"] = "The user filter must contain %s (the login name)."
+        if not self.search_root and not lookup and "search_root" not in errors:
+            errors["search_root"] = "Give a search root or a user DN lookup start/end."
+        if "%s" not in self.group_filter:
+            errors["group_filter"] = "The group filter must contain %s (the user's DN)."
+        if not self.group_name_attribute.strip():
+            errors["group_name_attribute"] = "Name the attribute that holds a group's name (usually cn)."
+        if errors:
+            raise ValidationError(errors)
+
+
+def parse_hosts(text, default_port=389):
+    """'a.example.org, b.example.org:1389, [2001:db8::1]:389' -> [(host, port), ...]; ValueError in plain words."""
+    servers = []
+    for item in re.split(r"[,;\s]+", text or ""):
+        if not item:
+            continue
+        if "://" in item:
+            raise ValueError(f"Give host names, not URLs ('{item}'); choose LDAPS or StartTLS under Security.")
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([A-Za-z0-9_.-]+)(?::(\d+))?", item)
+        if not match:
+            raise ValueError(f"'{item}' is not a host name, host:port or [IPv6 address]:port.")
+        host = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4) or default_port)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"Port {port} of '{item}' is out of range (1-65535).")
+        servers.append((host, port))
+    return servers
 
 
 class UserAttribute(models.Model):

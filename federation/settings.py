@@ -119,6 +119,8 @@ else:
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 # Console login against LDAP (django-auth-ldap) is switched on by FEDERATION_CONSOLE_LDAP_URI.
 CONSOLE_LDAP_URI = env("CONSOLE_LDAP_URI")
+# CA bundle (PEM) trusted for LDAPS/StartTLS user directories; empty = the system store.
+DIRECTORY_TLS_CA_FILE = env("DIRECTORY_TLS_CA_FILE", "")
 if CONSOLE_LDAP_URI:
     from federation.console_ldap import configure_console_ldap
 

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from entities import services
+from entities import references, services
 from entities.keystore import KeystoreError
 from entities.keystore_forms import (
     CsrForm,
@@ -29,6 +29,7 @@ from entities.keystore_forms import (
 from entities.models import KeystoreEntry
 from federation.roles import admin_view, console_view
 from federation.views.console import paginate
+from federation.wizard import CREATED_PARAM, append_query, safe_next_url
 
 
 def _download(data, filename, content_type):
@@ -47,6 +48,15 @@ def _bound(request, files=False):
 
 def _detail(entry):
     return redirect("keystore:detail", alias=entry.alias)
+
+
+def _done(request, entry):
+    """After a new entry: back to the page that sent the administrator here (`next`, e.g. an entity
+    wizard, which then selects the new alias), else to the entry's page."""
+    back = safe_next_url(request)
+    if back:
+        return redirect(append_query(back, **{CREATED_PARAM: entry.alias}))
+    return _detail(entry)
 
 
 @console_view
@@ -82,6 +92,7 @@ def entry_detail(request, alias):
             "chain": [cert.subject.rfc4514_string() for cert in entry.chain()],
             "chain_status": services.chain_status(entry),
             "warnings": entry.expiry_warnings.all()[:20],
+            "used_by": [(obj, references.describe(obj, entry)) for obj in references.blocking_references(entry)],
         },
     )
 
@@ -98,12 +109,13 @@ def generate(request):
             add_keystore_error(form, exc)
         else:
             messages.success(request, f"Key pair '{entry.alias}' generated with a self-signed certificate.")
-            return _detail(entry)
+            return _done(request, entry)
     return render(
         request,
         "entities/keystore_form.html",
         {
             "form": form,
+            "next": safe_next_url(request),
             "title": "Generate key pair",
             "submit": "Generate",
             "intro": "Creates a private key (stored encrypted) and a self-signed certificate. "
@@ -113,6 +125,7 @@ def generate(request):
 
 
 def _import_page(request, form_class, title, intro, action):
+    back = safe_next_url(request)
     form = form_class(*_bound(request, files=True))
     if request.method == "POST" and form.is_valid():
         try:
@@ -123,11 +136,15 @@ def _import_page(request, form_class, title, intro, action):
         else:
             names = ", ".join(f"'{entry.alias}'" for entry in entries)
             messages.success(request, f"Imported {names}.")
-            return _detail(entries[0]) if len(entries) == 1 else redirect(reverse("keystore:list") + "?kind=trusted_ca")
+            if len(entries) == 1:
+                return _done(request, entries[0])
+            return redirect(
+                append_query(back, **{CREATED_PARAM: entries[0].alias}) if back else reverse("keystore:list") + "?kind=trusted_ca"
+            )
     return render(
         request,
         "entities/keystore_form.html",
-        {"form": form, "title": title, "submit": "Import", "intro": intro, "multipart": True},
+        {"form": form, "next": back, "title": title, "submit": "Import", "intro": intro, "multipart": True},
     )
 
 
@@ -280,9 +297,12 @@ def delete(request, alias):
     if request.method == "POST":
         try:
             services.delete_entry(alias)
-        except KeystoreError as exc:  # deleted meanwhile by someone else
+        except KeystoreError as exc:  # in use by an entity, or deleted meanwhile by someone else
             messages.error(request, exc.message)
+            if KeystoreEntry.objects.filter(alias=alias).exists():
+                return _detail(entry)
         else:
             messages.success(request, f"Deleted '{alias}'.")
         return redirect("keystore:list")
-    return render(request, "entities/keystore_delete.html", {"entry": entry})
+    users = [references.describe(obj, entry) for obj in references.blocking_references(entry)]
+    return render(request, "entities/keystore_delete.html", {"entry": entry, "users": users})

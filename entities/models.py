@@ -6,15 +6,19 @@ is a sealed PKCS#8 PEM (federation.secretbox) and is opened only when something 
 decrypt or export it.
 """
 
+import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from entities import keystore
+from federation import runtime_paths
 from federation.audit import Audited
 from federation.secretbox import SealedTextField, seal_text, unseal_text
 
@@ -212,3 +216,929 @@ class CertificateExpiryWarning(models.Model):
 
     def __str__(self):
         return f"{self.entry.alias}: {self.threshold_days} days before {self.not_after:%Y-%m-%d}"
+
+
+# ====================================================================== federation entities
+#
+# An entity is one party of a federation: this site's own IdP/SP/Producer/Consumer/IP/RP (local)
+# or a partner's (remote). Partnerships join one local and one remote entity and copy their values
+# (entity → partnership, never back). A local entity's service URLs are not stored: they follow
+# from its base URL and the runtime path map (federation.runtime_paths). A remote entity lists the
+# partner's endpoints (Endpoint rows) and, for WS-Federation, its service URLs.
+#
+# Validation lives here (clean() of each model and `check_entity`, which also checks the rows
+# against each other) so the console, the CLI and the later metadata import share one set of rules
+# and messages. entities.entity_services runs it before every write.
+
+ENTITY_NAME_PATTERN = r"[A-Za-z0-9._-]+"
+ENTITY_NAME_MAX = 100
+ENTITY_ID_MAX = 1024
+URL_MAX = 1024
+SPECIFIC_ID_PATTERN = r"[A-Za-z0-9]+"
+
+
+def require_https():
+    """Site-wide switch: every service URL (base URL, endpoints, WS-Fed URLs) must be https.
+
+    Read from the Django setting FEDERATION_REQUIRE_HTTPS (default off); the settings module will
+    take it from the environment variable of the same name."""
+    return bool(getattr(settings, "FEDERATION_REQUIRE_HTTPS", False))
+
+
+def url_problem(value):
+    """Why `value` is not a usable service URL (plain words), or None when it is."""
+    if any(ch.isspace() for ch in value):
+        return "A URL cannot contain spaces; encode them as %20."
+    if len(value) > URL_MAX:
+        return f"A URL has at most {URL_MAX} characters."
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "This is not a valid URL."
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "Enter an absolute URL starting with https:// (or http://), such as https://idp.example.org/."
+    if parts.username is not None or parts.password is not None:
+        return "Do not put a user name or password in the URL."
+    if parts.fragment:
+        return "Remove the #fragment; partners do not send it to the server."
+    if require_https() and parts.scheme.lower() != "https":
+        return "This site requires https:// for every service URL (setting FEDERATION_REQUIRE_HTTPS)."
+    return None
+
+
+def is_uri(value):
+    """A URI as SAML uses them (an absolute URI or URN): a scheme, no spaces."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+\Z", value or ""))
+
+
+class Protocol(models.TextChoices):
+    SAML2 = "saml2", "SAML 2.0"
+    SAML11 = "saml11", "SAML 1.1"
+    WSFED = "wsfed", "WS-Federation"
+
+
+class Role(models.TextChoices):
+    ASSERTING = "asserting", "Asserting party"
+    RELYING = "relying", "Relying party"
+
+
+class EntityType(models.TextChoices):
+    SAML2_IDP = "saml2_idp", "SAML2 IdP"
+    SAML2_SP = "saml2_sp", "SAML2 SP"
+    SAML11_PRODUCER = "saml11_producer", "SAML1.1 Producer"
+    SAML11_CONSUMER = "saml11_consumer", "SAML1.1 Consumer"
+    WSFED_IP = "wsfed_ip", "WS-Fed IP"
+    WSFED_RP = "wsfed_rp", "WS-Fed RP"
+
+
+TYPE_PROTOCOL_ROLE = {
+    EntityType.SAML2_IDP: (Protocol.SAML2, Role.ASSERTING),
+    EntityType.SAML2_SP: (Protocol.SAML2, Role.RELYING),
+    EntityType.SAML11_PRODUCER: (Protocol.SAML11, Role.ASSERTING),
+    EntityType.SAML11_CONSUMER: (Protocol.SAML11, Role.RELYING),
+    EntityType.WSFED_IP: (Protocol.WSFED, Role.ASSERTING),
+    EntityType.WSFED_RP: (Protocol.WSFED, Role.RELYING),
+}
+
+
+class Location(models.TextChoices):
+    LOCAL = "local", "Local"
+    REMOTE = "remote", "Remote"
+
+
+class SamlTokenType(models.TextChoices):
+    """The SAML assertion a WS-Federation entity carries in its security token."""
+
+    SAML11 = "saml11", "SAML 1.1"
+    SAML2 = "saml2", "SAML 2.0"
+    LEGACY = "legacy", "Legacy (WS-Federation 1.0 SAML token)"
+
+
+class NameIdFormat(models.TextChoices):
+    UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified", "Unspecified"
+    EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress", "Email address"
+    X509_SUBJECT = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName", "X.509 subject name"
+    WINDOWS_DOMAIN = "urn:oasis:names:tc:SAML:1.1:nameid-format:WindowsDomainQualifiedName", "Windows domain qualified name"
+    KERBEROS = "urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos", "Kerberos principal name"
+    ENTITY = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity", "Entity identifier"
+    PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent", "Persistent"
+    TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient", "Transient"
+
+
+# Formats SAML 1.1 assertions cannot carry.
+SAML2_ONLY_NAME_ID_FORMATS = frozenset(
+    {NameIdFormat.KERBEROS, NameIdFormat.ENTITY, NameIdFormat.PERSISTENT, NameIdFormat.TRANSIENT}
+)
+
+
+class Binding(models.TextChoices):
+    HTTP_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect", "HTTP-Redirect"
+    HTTP_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", "HTTP-POST"
+    HTTP_ARTIFACT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact", "HTTP-Artifact"
+    SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP", "SOAP"
+    PAOS = "urn:oasis:names:tc:SAML:2.0:bindings:PAOS", "PAOS (ECP)"
+    SAML11_POST = "urn:oasis:names:tc:SAML:1.0:profiles:browser-post", "SAML 1.1 browser/POST"
+    SAML11_ARTIFACT = "urn:oasis:names:tc:SAML:1.0:profiles:artifact-01", "SAML 1.1 browser/artifact"
+    SAML11_SOAP = "urn:oasis:names:tc:SAML:1.0:bindings:SOAP-binding", "SAML 1.1 SOAP"
+    SAML11_AUTHN_REQUEST = "urn:mace:shibboleth:1.0:profiles:AuthnRequest", "SAML 1.1 AuthnRequest (Shibboleth)"
+
+
+class EndpointKind(models.TextChoices):
+    ACS = "acs", "Assertion consumer service"
+    SSO = "sso", "Single sign-on service"
+    SLO = "slo", "Single logout service"
+    ARTIFACT_RESOLUTION = "artifact_resolution", "Artifact resolution service"
+    ATTRIBUTE_SERVICE = "attribute_service", "Attribute service"
+    MANAGE_NAME_ID = "manage_name_id", "Manage NameID service"
+
+
+# Endpoints with an index (SAML metadata's IndexedEndpointType).
+INDEXED_ENDPOINT_KINDS = frozenset({EndpointKind.ACS, EndpointKind.ARTIFACT_RESOLUTION})
+# Endpoints that may name a separate location for responses.
+RESPONSE_LOCATION_KINDS = frozenset({EndpointKind.SLO, EndpointKind.MANAGE_NAME_ID})
+
+_FRONT_AND_SOAP = (Binding.HTTP_REDIRECT, Binding.HTTP_POST, Binding.SOAP)
+
+# Which endpoints a remote entity of a (protocol, role) lists, and the bindings each may use, in
+# the order the console offers them. WS-Federation has no SAML endpoints (it uses the WS-Fed URL
+# fields), and a local entity's endpoints come from its base URL.
+ENDPOINT_BINDINGS = {
+    (Protocol.SAML2, Role.RELYING): {
+        EndpointKind.ACS: (Binding.HTTP_POST, Binding.HTTP_ARTIFACT, Binding.PAOS),
+        EndpointKind.SLO: _FRONT_AND_SOAP,
+        EndpointKind.ARTIFACT_RESOLUTION: (Binding.SOAP,),
+        EndpointKind.MANAGE_NAME_ID: _FRONT_AND_SOAP,
+    },
+    (Protocol.SAML2, Role.ASSERTING): {
+        EndpointKind.SSO: (Binding.HTTP_REDIRECT, Binding.HTTP_POST, Binding.HTTP_ARTIFACT, Binding.SOAP),
+        EndpointKind.SLO: _FRONT_AND_SOAP,
+        EndpointKind.ARTIFACT_RESOLUTION: (Binding.SOAP,),
+        EndpointKind.ATTRIBUTE_SERVICE: (Binding.SOAP,),
+        EndpointKind.MANAGE_NAME_ID: _FRONT_AND_SOAP,
+    },
+    (Protocol.SAML11, Role.RELYING): {
+        EndpointKind.ACS: (Binding.SAML11_POST, Binding.SAML11_ARTIFACT),
+    },
+    (Protocol.SAML11, Role.ASSERTING): {
+        EndpointKind.SSO: (Binding.SAML11_AUTHN_REQUEST,),
+        EndpointKind.ARTIFACT_RESOLUTION: (Binding.SAML11_SOAP,),
+    },
+}
+
+# A remote entity of these kinds needs at least one endpoint of this kind (as SAML metadata does).
+REQUIRED_ENDPOINTS = {
+    (Protocol.SAML2, Role.RELYING): EndpointKind.ACS,
+    (Protocol.SAML2, Role.ASSERTING): EndpointKind.SSO,
+    (Protocol.SAML11, Role.RELYING): EndpointKind.ACS,
+}
+
+
+class AttributeNameFormat(models.TextChoices):
+    UNSPECIFIED = "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified", "Unspecified"
+    BASIC = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic", "Basic"
+    URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri", "URI"
+
+
+class AttributeValueType(models.TextChoices):
+    STATIC = "static", "Static"
+    USER = "user", "User attribute"
+    EXPRESSION = "expression", "Expression"
+
+
+def type_protocol(entity_type):
+    return TYPE_PROTOCOL_ROLE[EntityType(entity_type)][0]
+
+
+def type_role(entity_type):
+    return TYPE_PROTOCOL_ROLE[EntityType(entity_type)][1]
+
+
+def assertion_version(entity_type, saml_token_type=""):
+    """The SAML version of this entity's assertions: "saml2" or "saml11" (WS-Fed: by its token type)."""
+    protocol = type_protocol(entity_type)
+    if protocol == Protocol.WSFED:
+        return Protocol.SAML2 if saml_token_type == SamlTokenType.SAML2 else Protocol.SAML11
+    return protocol
+
+
+def entity_fields(location, entity_type):
+    """The Entity fields that apply to an entity of this location and type. Fields not listed must
+    stay empty; the console shows only these (see entities.entity_forms)."""
+    protocol, role = TYPE_PROTOCOL_ROLE[EntityType(entity_type)]
+    fields = {"entity_id", "name", "description", "name_id_formats"}
+    if location == Location.LOCAL:
+        fields |= {"base_url", "signing_key"}
+        if protocol == Protocol.SAML2:
+            fields.add("decryption_key")
+    else:
+        fields.add("verification_certificate")
+        if protocol == Protocol.SAML2:
+            fields.add("encryption_certificate")
+    if protocol == Protocol.WSFED:
+        if location == Location.LOCAL:
+            fields.add("wsfed_specific_id")
+            if role == Role.ASSERTING:
+                fields.add("wsfed_signout_confirm_url")
+        else:
+            fields.add("wsfed_service_url")
+            fields.add("wsfed_signout_url" if role == Role.ASSERTING else "wsfed_signout_cleanup_url")
+    return fields
+
+
+def endpoint_bindings(location, entity_type):
+    """{kind: bindings} of the endpoints an entity of this location and type lists ({} when none)."""
+    if location != Location.REMOTE:
+        return {}
+    return ENDPOINT_BINDINGS.get(TYPE_PROTOCOL_ROLE[EntityType(entity_type)], {})
+
+
+def has_attributes(entity_type):
+    """Entity-level assertion attributes belong to asserting parties (IdP, Producer, IP)."""
+    return type_role(entity_type) == Role.ASSERTING
+
+
+# Key references: which keystore kinds each key field accepts, and in plain words why.
+KEY_FIELDS = {
+    "signing_key": ((KeystoreEntry.Kind.KEY_PAIR,), "The signing key must be a key pair (a private key with its certificate)."),
+    "decryption_key": (
+        (KeystoreEntry.Kind.KEY_PAIR,),
+        "The decryption key must be a key pair (a private key with its certificate).",
+    ),
+    "verification_certificate": (
+        (KeystoreEntry.Kind.TRUSTED_CERTIFICATE, KeystoreEntry.Kind.KEY_PAIR),
+        "The verification certificate must be the partner's certificate (a trusted certificate), not a CA.",
+    ),
+    "encryption_certificate": (
+        (KeystoreEntry.Kind.TRUSTED_CERTIFICATE, KeystoreEntry.Kind.KEY_PAIR),
+        "The encryption certificate must be the partner's certificate (a trusted certificate), not a CA.",
+    ),
+}
+
+
+def _key_field(label, related_name, help_text):
+    return models.ForeignKey(
+        KeystoreEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        verbose_name=label,
+        help_text=help_text,
+    )
+
+
+class Entity(Audited, models.Model):
+    """A federation party: local (this site) or remote (a partner), of one of six types."""
+
+    Location = Location
+    Type = EntityType
+    TokenType = SamlTokenType
+
+    location = models.CharField(
+        max_length=8,
+        choices=Location.choices,
+        help_text="Local: this site (it signs with its own keys and serves the runtime URLs). Remote: a partner.",
+    )
+    entity_type = models.CharField(
+        "entity type",
+        max_length=20,
+        choices=EntityType.choices,
+        help_text="The protocol and the role: an asserting party (IdP, Producer, IP) issues assertions, "
+        "a relying party (SP, Consumer, RP) consumes them.",
+    )
+    saml_token_type = models.CharField(
+        "SAML token type",
+        max_length=8,
+        choices=SamlTokenType.choices,
+        blank=True,
+        help_text="WS-Federation only: the SAML assertion inside the security token. Choose Legacy only for a token "
+        "that follows the WS-Federation 1.0 SAML token type.",
+    )
+    entity_id = models.CharField(
+        "entity ID",
+        max_length=ENTITY_ID_MAX,
+        help_text="The identifier partners see (SAML entityID, WS-Fed realm), e.g. idp1 or https://idp.example.org/. "
+        "It must match what the partner configured. Remote entity IDs are unique; local ones may repeat.",
+    )
+    name = models.CharField(
+        "entity name",
+        max_length=ENTITY_NAME_MAX,
+        help_text="Internal name, never shown to partners; unique (without regard to case). Letters, digits, "
+        "'_', '-' and '.'. It may equal the entity ID.",
+    )
+    description = models.TextField(blank=True, help_text="Optional note for administrators.")
+    base_url = models.CharField(
+        "base URL",
+        max_length=URL_MAX,
+        blank=True,
+        help_text="Local entities: the scheme, host and port where this site's federation runtime answers, "
+        "e.g. https://idp.example.org. The service URLs partners use are derived from it.",
+    )
+    signing_key = _key_field(
+        "signing key",
+        "entities_signing",
+        "Key pair this local entity signs assertions, responses and requests with.",
+    )
+    decryption_key = _key_field(
+        "decryption key",
+        "entities_decrypting",
+        "SAML 2.0 local entities: key pair that decrypts what partners encrypt to this site.",
+    )
+    verification_certificate = _key_field(
+        "verification certificate",
+        "entities_verifying",
+        "Remote entities: the partner's certificate that verifies its signatures.",
+    )
+    encryption_certificate = _key_field(
+        "encryption certificate",
+        "entities_encrypting",
+        "SAML 2.0 remote entities: the partner's certificate this site encrypts assertions or NameIDs to.",
+    )
+    name_id_formats = models.JSONField(
+        "supported NameID formats",
+        default=list,
+        blank=True,
+        help_text="The NameID format URIs this entity supports, most preferred first.",
+    )
+    wsfed_specific_id = models.CharField(
+        "specific ID",
+        max_length=64,
+        blank=True,
+        help_text="Local WS-Fed entities, optional: letters and digits only. A path suffix of the service URL "
+        "(…/wsfeddispatcher/<specific ID>), so several partnerships can share one partner realm (e.g. Office 365).",
+    )
+    wsfed_signout_confirm_url = models.CharField(
+        "sign-out confirm URL",
+        max_length=URL_MAX,
+        blank=True,
+        help_text="Local WS-Fed IP, optional: the page users see once sign-out has finished. It must not require a login.",
+    )
+    wsfed_service_url = models.CharField(
+        "WS-Fed service URL",
+        max_length=URL_MAX,
+        blank=True,
+        help_text="Remote WS-Fed IP: its single sign-on service URL. Remote WS-Fed RP: its security token consumer "
+        "service URL, where this site posts the token.",
+    )
+    wsfed_signout_url = models.CharField(
+        "sign-out URL",
+        max_length=URL_MAX,
+        blank=True,
+        help_text="Remote WS-Fed IP, optional: where users are sent to sign out at the IP (wa=wsignout1.0).",
+    )
+    wsfed_signout_cleanup_url = models.CharField(
+        "sign-out cleanup URL",
+        max_length=URL_MAX,
+        blank=True,
+        help_text="Remote WS-Fed RP, optional: where this site sends the sign-out cleanup request "
+        "(wa=wsignoutcleanup1.0). For Office 365 it is the same as the service URL.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    audit_ignore_fields = ("updated_at",)
+    # Fields clean() checks completely (with its own messages); Django's generic field checks skip them.
+    clean_covers = (
+        "location",
+        "entity_type",
+        "saml_token_type",
+        "entity_id",
+        "name",
+        "base_url",
+        "wsfed_signout_confirm_url",
+        "wsfed_service_url",
+        "wsfed_signout_url",
+        "wsfed_signout_cleanup_url",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "entity"
+        verbose_name_plural = "entities"
+        constraints = [
+            models.UniqueConstraint(
+                Lower("name"),
+                name="entity_name_unique_ci",
+                violation_error_message="Another entity already has this entity name.",
+            ),
+            models.UniqueConstraint(
+                fields=["entity_id"],
+                condition=models.Q(location="remote"),
+                name="remote_entity_id_unique",
+                violation_error_message="Another remote entity already has this entity ID.",
+            ),
+        ]
+        indexes = [models.Index(fields=["entity_type", "location"], name="entity_type_location")]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        from django.urls import reverse
+
+        return reverse("entities:detail", args=[self.pk])
+
+    # -- derived facts
+
+    @property
+    def protocol(self):
+        return type_protocol(self.entity_type)
+
+    @property
+    def role(self):
+        return type_role(self.entity_type)
+
+    @property
+    def is_local(self):
+        return self.location == Location.LOCAL
+
+    @property
+    def is_asserting(self):
+        return self.role == Role.ASSERTING
+
+    @property
+    def assertion_version(self):
+        return assertion_version(self.entity_type, self.saml_token_type)
+
+    def get_protocol_display(self):
+        return Protocol(self.protocol).label
+
+    def get_role_display(self):
+        return Role(self.role).label
+
+    @property
+    def type_label(self):
+        """E.g. 'Local SAML2 IdP' or 'Remote WS-Fed RP (SAML 1.1 token)'."""
+        label = f"{self.get_location_display()} {self.get_entity_type_display()}"
+        if self.saml_token_type:
+            label += f" ({self.get_saml_token_type_display()} token)"
+        return label
+
+    def applicable_fields(self):
+        return entity_fields(self.location, self.entity_type)
+
+    def name_id_format_labels(self):
+        labels = dict(NameIdFormat.choices)
+        return [labels.get(uri, uri) for uri in self.name_id_formats or []]
+
+    def runtime_urls(self):
+        """The service URLs of a local entity (label, url, note), derived from its base URL; [] for remote ones."""
+        if not self.is_local:
+            return []
+        return runtime_paths.local_service_urls(
+            self.base_url, self.protocol, self.role, entity_name=self.name, specific_id=self.wsfed_specific_id
+        )
+
+    def key_references(self):
+        """[(field label, KeystoreEntry)] of the keys set on this entity."""
+        refs = []
+        for name in KEY_FIELDS:
+            entry = getattr(self, name)
+            if entry is not None:
+                refs.append((self._meta.get_field(name).verbose_name, entry))
+        return refs
+
+    # -- validation
+
+    def clean(self):
+        errors = {}
+
+        def add(field, message):
+            errors.setdefault(field, []).append(message)
+
+        if self.location not in Location.values:
+            add("location", "Choose Local or Remote.")
+        if self.entity_type not in EntityType.values:
+            add("entity_type", "Choose one of the six entity types.")
+        if errors:
+            raise ValidationError(errors)
+        protocol = self.protocol
+
+        self.entity_id = (self.entity_id or "").strip()
+        self.name = (self.name or "").strip()
+        self.base_url = (self.base_url or "").strip()
+
+        if protocol == Protocol.WSFED:
+            if not self.saml_token_type:
+                add("saml_token_type", "Choose the SAML token type of this WS-Federation entity.")
+            elif self.saml_token_type not in SamlTokenType.values:
+                add("saml_token_type", "Choose SAML 1.1, SAML 2.0 or Legacy.")
+        elif self.saml_token_type:
+            add("saml_token_type", "Only WS-Federation entities have a SAML token type.")
+
+        if not self.entity_id:
+            add("entity_id", "Enter the entity ID.")
+        elif any(ch.isspace() for ch in self.entity_id):
+            add("entity_id", "An entity ID cannot contain spaces or line breaks.")
+        elif len(self.entity_id) > ENTITY_ID_MAX:
+            add("entity_id", f"An entity ID has at most {ENTITY_ID_MAX} characters.")
+        elif self.location == Location.REMOTE:
+            other = Entity.objects.filter(location=Location.REMOTE, entity_id=self.entity_id).exclude(pk=self.pk).first()
+            if other is not None:
+                add("entity_id", f"The remote entity '{other.name}' already has this entity ID; remote entity IDs are unique.")
+
+        if not self.name:
+            add("name", "Enter an entity name.")
+        elif len(self.name) > ENTITY_NAME_MAX:
+            add("name", f"An entity name has at most {ENTITY_NAME_MAX} characters.")
+        elif not re.fullmatch(ENTITY_NAME_PATTERN, self.name):
+            add("name", "Use only letters, digits, '_', '-' and '.' in an entity name (no spaces).")
+        else:
+            other = Entity.objects.filter(name__iexact=self.name).exclude(pk=self.pk).first()
+            if other is not None:
+                add("name", f"The entity name '{other.name}' is already used by another entity; entity names are unique.")
+
+        applicable = self.applicable_fields()
+        if self.location == Location.LOCAL:
+            if not self.base_url:
+                add("base_url", "Enter the base URL of this site's federation runtime, e.g. https://idp.example.org.")
+            else:
+                problem = url_problem(self.base_url)
+                if problem is None and _url_has_query(self.base_url):
+                    problem = "A base URL is a scheme, host, port and optional path, without ?query."
+                if problem:
+                    add("base_url", problem)
+        elif self.base_url:
+            add("base_url", "Only local entities have a base URL; a partner's URLs are its endpoints.")
+
+        for field, (kinds, message) in KEY_FIELDS.items():
+            entry = getattr(self, field)
+            if entry is None:
+                continue
+            if field not in applicable:
+                add(field, self._not_applicable(field))
+            elif entry.kind not in kinds:
+                add(field, f"'{entry.alias}' is a {entry.get_kind_display().lower()}. {message}")
+
+        self._clean_name_id_formats(add)
+        self._clean_wsfed(applicable, add)
+        if errors:
+            raise ValidationError(errors)
+
+    def _not_applicable(self, field):
+        label = self._meta.get_field(field).verbose_name
+        kind = f"{self.get_location_display().lower()} {self.get_entity_type_display()}"
+        return f"A {kind} entity has no {label}; leave it empty."
+
+    def _clean_name_id_formats(self, add):
+        formats = self.name_id_formats
+        if formats in (None, ""):
+            self.name_id_formats = formats = []
+        if not isinstance(formats, list) or not all(isinstance(item, str) for item in formats):
+            add("name_id_formats", "NameID formats are a list of format URIs.")
+            return
+        cleaned = []
+        for uri in (item.strip() for item in formats):
+            if uri and uri not in cleaned:
+                cleaned.append(uri)
+        self.name_id_formats = cleaned
+        for uri in cleaned:
+            if not is_uri(uri):
+                add("name_id_formats", f"'{uri}' is not a NameID format URI.")
+            elif uri in SAML2_ONLY_NAME_ID_FORMATS and self.assertion_version == Protocol.SAML11:
+                add(
+                    "name_id_formats",
+                    f"{NameIdFormat(uri).label} is a SAML 2.0 NameID format; SAML 1.1 assertions cannot carry it.",
+                )
+
+    def _clean_wsfed(self, applicable, add):
+        url_fields = ("wsfed_signout_confirm_url", "wsfed_service_url", "wsfed_signout_url", "wsfed_signout_cleanup_url")
+        for field in ("wsfed_specific_id", *url_fields):
+            value = (getattr(self, field) or "").strip()
+            setattr(self, field, value)
+            if not value:
+                continue
+            if field not in applicable:
+                add(field, self._not_applicable(field))
+            elif field == "wsfed_specific_id":
+                if not re.fullmatch(SPECIFIC_ID_PATTERN, value):
+                    add(field, "Use only letters and digits in the specific ID (no spaces or other characters).")
+            else:
+                problem = url_problem(value)
+                if problem:
+                    add(field, problem)
+        if "wsfed_service_url" in applicable and not self.wsfed_service_url:
+            what = "single sign-on service URL" if self.role == Role.ASSERTING else "security token consumer service URL"
+            add("wsfed_service_url", f"Enter the partner's {what}.")
+
+
+def _or_list(items):
+    """'A', 'A or B', 'A, B or C'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _url_has_query(url):
+    return bool(urlsplit(url).query)
+
+
+class Endpoint(Audited, models.Model):
+    """One service URL of a remote entity (SAML metadata's endpoint elements)."""
+
+    Kind = EndpointKind
+    Binding = Binding
+
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="endpoints")
+    kind = models.CharField(max_length=24, choices=EndpointKind.choices, help_text="Which service this URL is.")
+    binding = models.CharField(
+        max_length=100,
+        choices=Binding.choices,
+        help_text="How messages travel to this URL: through the browser (Redirect, POST, Artifact) or directly (SOAP).",
+    )
+    location = models.CharField(
+        "location URL", max_length=URL_MAX, help_text="The partner's URL for this service (absolute http(s) URL)."
+    )
+    response_location = models.CharField(
+        "response location URL",
+        max_length=URL_MAX,
+        blank=True,
+        help_text="Single logout and manage NameID only, optional: where responses go when not to the location URL.",
+    )
+    index = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Assertion consumer and artifact resolution services: the endpoint's index (0, 1, …), unique per kind.",
+    )
+    is_default = models.BooleanField(
+        "default", default=False, help_text="The endpoint used when a message names none; at most one per kind."
+    )
+    position = models.PositiveIntegerField(default=0, help_text="Order in the entity's table.")
+
+    clean_covers = ("kind", "binding", "location", "response_location")
+
+    class Meta:
+        ordering = ["entity", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entity", "kind", "index"],
+                condition=models.Q(index__isnull=False),
+                name="endpoint_index_unique",
+                violation_error_message="Another endpoint of this kind already has this index.",
+            ),
+            models.UniqueConstraint(
+                fields=["entity", "kind"],
+                condition=models.Q(is_default=True),
+                name="endpoint_one_default_per_kind",
+                violation_error_message="Another endpoint of this kind is already the default.",
+            ),
+        ]
+
+    def __str__(self):
+        entity = self.entity.name if self.entity_id else "?"
+        index = f" [{self.index}]" if self.index is not None else ""
+        return f"{entity}: {self.get_kind_display()}{index} {self.get_binding_display()} {self.location}"
+
+    def clean(self):
+        # Rules that need only this row and its entity; rules across rows are in check_entity().
+        errors = {}
+
+        def add(field, message):
+            errors.setdefault(field, []).append(message)
+
+        self.location = (self.location or "").strip()
+        self.response_location = (self.response_location or "").strip()
+        entity = self.entity
+        allowed = endpoint_bindings(entity.location, entity.entity_type)
+        kind_label = EndpointKind(self.kind).label if self.kind in EndpointKind.values else "endpoint"
+        if entity.location == Location.LOCAL:
+            add(
+                "kind",
+                "A local entity's service URLs come from its base URL; endpoint rows are for remote entities.",
+            )
+        elif not allowed:
+            add("kind", f"A {entity.get_entity_type_display()} entity has no SAML endpoints; use its WS-Federation URLs.")
+        elif self.kind not in allowed:
+            names = ", ".join(EndpointKind(kind).label.lower() for kind in allowed)
+            add("kind", f"A remote {entity.get_entity_type_display()} lists only these endpoints: {names}.")
+        elif self.binding not in allowed[self.kind]:
+            names = _or_list([Binding(binding).label for binding in allowed[self.kind]])
+            binding = Binding(self.binding).label if self.binding in Binding.values else (self.binding or "no binding")
+            add(
+                "binding",
+                f"A {entity.get_entity_type_display()} {kind_label.lower()} cannot use {binding}; choose {names}.",
+            )
+
+        if not self.location:
+            add("location", "Enter the location URL.")
+        else:
+            problem = url_problem(self.location)
+            if problem:
+                add("location", problem)
+
+        if self.response_location:
+            if self.kind not in RESPONSE_LOCATION_KINDS:
+                add("response_location", "Only single logout and manage NameID services have a response location.")
+            elif self.binding == Binding.SOAP:
+                add("response_location", "SOAP answers on the same connection; leave the response location empty.")
+            else:
+                problem = url_problem(self.response_location)
+                if problem:
+                    add("response_location", problem)
+
+        if self.kind in INDEXED_ENDPOINT_KINDS:
+            if self.index is None:
+                add("index", f"Enter an index (0, 1, …) for each {kind_label.lower()}.")
+        elif self.index is not None:
+            add("index", "Only assertion consumer and artifact resolution services have an index; leave it empty.")
+        if errors:
+            raise ValidationError(errors)
+
+
+class EntityAttribute(Audited, models.Model):
+    """An attribute an asserting entity puts into its assertions; partnerships built on the entity inherit it.
+
+    On a local entity the value says where the attribute comes from; on a remote one the row only names
+    what the partner sends (the relying partnership maps it)."""
+
+    ValueType = AttributeValueType
+    NameFormat = AttributeNameFormat
+
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="attributes")
+    name = models.CharField(max_length=255, help_text="The attribute name in the assertion, e.g. mail or groups.")
+    name_format = models.CharField(
+        "name format",
+        max_length=100,
+        choices=AttributeNameFormat.choices,
+        blank=True,
+        help_text="SAML 2.0 assertions: how the name is to be read (unspecified, basic or URI).",
+    )
+    namespace = models.CharField(
+        max_length=URL_MAX,
+        blank=True,
+        help_text="SAML 1.1 assertions (and WS-Fed SAML 1.1 tokens): the attribute namespace URI, "
+        "e.g. http://schemas.xmlsoap.org/claims.",
+    )
+    value_type = models.CharField(
+        "value type",
+        max_length=16,
+        choices=AttributeValueType.choices,
+        blank=True,
+        help_text="Local entities: a fixed value, a user directory attribute, or an expression.",
+    )
+    value = models.CharField(
+        max_length=4096,
+        blank=True,
+        help_text='Local entities: the value, the directory attribute name, or an expression such as #{attr["mail"]}.',
+    )
+    position = models.PositiveIntegerField(default=0, help_text="Order in the entity's table.")
+
+    clean_covers = ("name", "name_format", "value_type")
+
+    class Meta:
+        ordering = ["entity", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entity", "name"],
+                name="entity_attribute_name_unique",
+                violation_error_message="This entity already has an attribute with this name.",
+            ),
+        ]
+
+    def __str__(self):
+        entity = self.entity.name if self.entity_id else "?"
+        return f"{entity}: attribute {self.name}"
+
+    def clean(self):
+        errors = {}
+
+        def add(field, message):
+            errors.setdefault(field, []).append(message)
+
+        self.name = (self.name or "").strip()
+        self.namespace = (self.namespace or "").strip()
+        self.value = (self.value or "").strip()
+        entity = self.entity
+        if not has_attributes(entity.entity_type):
+            add("name", "Only asserting entities (IdP, Producer, IP) have assertion attributes.")
+        if not self.name:
+            add("name", "Enter the attribute name.")
+        elif len(self.name) > 255:
+            add("name", "An attribute name has at most 255 characters.")
+        elif any(ch in self.name for ch in "\r\n\t"):
+            add("name", "An attribute name cannot contain line breaks or tabs.")
+
+        if entity.assertion_version == Protocol.SAML2:
+            if self.namespace:
+                add("namespace", "SAML 2.0 attributes have a name format, not a namespace; leave it empty.")
+            if self.name_format and self.name_format not in AttributeNameFormat.values:
+                add("name_format", "Choose unspecified, basic or URI.")
+            elif self.name_format == AttributeNameFormat.URI and self.name and not is_uri(self.name):
+                add("name", "With the URI name format the name must be a URI, e.g. urn:oid:0.9.2342.19200300.100.1.3.")
+        else:
+            if self.name_format:
+                add("name_format", "SAML 1.1 attributes have a namespace, not a name format; leave it empty.")
+            if not self.namespace:
+                add("namespace", "Enter the attribute namespace URI; SAML 1.1 requires one.")
+            elif not is_uri(self.namespace):
+                add("namespace", "The namespace must be a URI, e.g. http://schemas.xmlsoap.org/claims.")
+
+        if entity.location == Location.LOCAL:
+            if self.value_type not in AttributeValueType.values:
+                add("value_type", "Choose where the value comes from: static, user attribute or expression.")
+            elif not self.value:
+                add("value", "Enter the value (for a user attribute: the directory attribute name).")
+            elif self.value_type == AttributeValueType.EXPRESSION:
+                from partnerships.expressions import ExpressionSyntaxError, compile_expression
+
+                try:
+                    compile_expression(self.value)
+                except ExpressionSyntaxError as exc:
+                    add("value", str(exc))
+        elif self.value_type or self.value:
+            add("value", "A remote entity's attributes only name what the partner sends; leave the value empty.")
+        if errors:
+            raise ValidationError(errors)
+
+
+def check_entity(entity, endpoints=(), attributes=()):
+    """Every rule for an entity and its (unsaved or saved) endpoint and attribute rows.
+
+    Returns the problems as {"entity": {field: [messages]}, "endpoints": {row: {field: [...]}},
+    "attributes": {row: {field: [...]}}}, empty dicts when all is well. Row numbers are positions
+    in the given lists."""
+    problems = {"entity": {}, "endpoints": {}, "attributes": {}}
+    try:
+        entity.full_clean(exclude=Entity.clean_covers, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        problems["entity"] = exc.message_dict
+    if "entity_type" in problems["entity"] or "location" in problems["entity"]:
+        return problems
+
+    def add(group, row, field, message):
+        problems[group].setdefault(row, {}).setdefault(field, []).append(message)
+
+    for row, endpoint in enumerate(endpoints):
+        endpoint.entity = entity
+        try:
+            endpoint.full_clean(exclude=["entity", *Endpoint.clean_covers], validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                for message in messages:
+                    add("endpoints", row, field, message)
+
+    # Across rows: unique indexes, one default per kind, one row per binding of a non-indexed kind.
+    seen_index, seen_default, seen_binding = {}, {}, {}
+    for row, endpoint in enumerate(endpoints):
+        label = EndpointKind(endpoint.kind).label.lower() if endpoint.kind in EndpointKind.values else "endpoint"
+        if endpoint.kind in INDEXED_ENDPOINT_KINDS and endpoint.index is not None:
+            key = (endpoint.kind, endpoint.index)
+            if key in seen_index:
+                add(
+                    "endpoints",
+                    row,
+                    "index",
+                    f"Index {endpoint.index} is already used by another {label} (row {seen_index[key] + 1}).",
+                )
+            else:
+                seen_index[key] = row
+        if endpoint.is_default:
+            if endpoint.kind in seen_default:
+                add(
+                    "endpoints",
+                    row,
+                    "is_default",
+                    f"Only one {label} can be the default (row {seen_default[endpoint.kind] + 1} is).",
+                )
+            else:
+                seen_default[endpoint.kind] = row
+        if endpoint.kind not in INDEXED_ENDPOINT_KINDS and endpoint.kind and endpoint.binding:
+            key = (endpoint.kind, endpoint.binding)
+            if key in seen_binding:
+                binding = Binding(endpoint.binding).label if endpoint.binding in Binding.values else endpoint.binding
+                add(
+                    "endpoints",
+                    row,
+                    "binding",
+                    f"Row {seen_binding[key] + 1} is already the {label} for {binding}; keep one row per binding.",
+                )
+            else:
+                seen_binding[key] = row
+
+    required = REQUIRED_ENDPOINTS.get((entity.protocol, entity.role)) if entity.location == Location.REMOTE else None
+    if required and not any(endpoint.kind == required for endpoint in endpoints):
+        problems["entity"].setdefault("endpoints", []).append(
+            f"A remote {entity.get_entity_type_display()} needs at least one {EndpointKind(required).label.lower()} URL."
+        )
+
+    names = {}
+    for row, attribute in enumerate(attributes):
+        attribute.entity = entity
+        try:
+            attribute.full_clean(
+                exclude=["entity", *EntityAttribute.clean_covers], validate_unique=False, validate_constraints=False
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                for message in messages:
+                    add("attributes", row, field, message)
+        if attribute.name:
+            if attribute.name in names:
+                add(
+                    "attributes",
+                    row,
+                    "name",
+                    f"Row {names[attribute.name] + 1} already defines the attribute '{attribute.name}'.",
+                )
+            else:
+                names[attribute.name] = row
+    return problems

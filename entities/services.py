@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q, RestrictedError
 from django.utils import timezone
 
-from entities import keystore
+from entities import keystore, references
 from entities.keystore import KeystoreError
 from entities.models import (
     LEVEL_BADGES,
@@ -308,9 +308,16 @@ def export_pkcs12(alias, password):
 
 
 def delete_entry(alias):
+    """Delete an entry; refused while an entity (or later a partnership) uses it, naming the users."""
     entry = get_entry(alias)
-    with transaction.atomic():
-        entry.delete()
+    try:
+        with transaction.atomic():
+            entry.delete()
+    except (ProtectedError, RestrictedError) as error:
+        users = references.describe_all(references.blocking_objects(error), entry)
+        raise KeystoreError(
+            f"'{alias}' cannot be deleted: it is used by {users}. Choose another key for them first.", "alias"
+        ) from None
     log.info("keystore entry '%s' deleted", alias, extra={"checkpoint": "KEYSTORE_DELETE"})
 
 

@@ -203,6 +203,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # Certificate expiry warnings, in days before not-after.
 CERTIFICATE_EXPIRY_WARNING_DAYS = [int(d) for d in env_list("EXPIRY_WARNING_DAYS", "90,30,7")]
+# Every service URL of entities (base URL, endpoints, WS-Fed URLs) must be https://.
+FEDERATION_REQUIRE_HTTPS = env_bool("REQUIRE_HTTPS", False)
 TRACE_RETENTION_DAYS = int(env("TRACE_RETENTION_DAYS", "14"))
 
 # Logging: text or JSON lines, every line carries the transaction ID; federation's own lines with a

@@ -93,6 +93,14 @@ class EntityForm(forms.Form):
         empty_label="— none —",
         help_text="Key pair this entity signs with. SAML 2.0 POST SSO requires signed assertions.",
     )
+    next_signing_key = KeyChoiceField(
+        queryset=KeystoreEntry.objects.none(),
+        to_field_name="alias",
+        required=False,
+        label="Next signing key alias",
+        empty_label="— none —",
+        help_text=Entity._meta.get_field("next_signing_key").help_text,
+    )
     decryption_key = KeyChoiceField(
         queryset=KeystoreEntry.objects.none(),
         to_field_name="alias",
@@ -162,7 +170,10 @@ class EntityForm(forms.Form):
 
     SECTIONS = [
         ("Identification", ["entity_id", "name", "description", "base_url"]),
-        ("Signing and encryption", ["signing_key", "decryption_key", "verification_certificate", "encryption_certificate"]),
+        (
+            "Signing and encryption",
+            ["signing_key", "next_signing_key", "decryption_key", "verification_certificate", "encryption_certificate"],
+        ),
         (
             "WS-Federation",
             [

@@ -46,6 +46,7 @@ ENTITY_FIELDS = (
     "description",
     "base_url",
     "signing_key",
+    "next_signing_key",
     "decryption_key",
     "verification_certificate",
     "encryption_certificate",

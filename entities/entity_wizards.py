@@ -42,6 +42,9 @@ TYPE_FIELDS = ("location", "entity_type", "saml_token_type")
 DETOURS = {
     "signing_key-generate": Detour("Generate", "signing_key", reverse_lazy("keystore:generate"), "Generate a signing key pair"),
     "signing_key-import": Detour("Import", "signing_key", reverse_lazy("keystore:import_key_pair"), "Import a signing key pair"),
+    "next_signing_key-generate": Detour(
+        "Generate", "next_signing_key", reverse_lazy("keystore:generate"), "Generate the next signing key pair"
+    ),
     "decryption_key-generate": Detour(
         "Generate", "decryption_key", reverse_lazy("keystore:generate"), "Generate a decryption key pair"
     ),

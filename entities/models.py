@@ -428,7 +428,7 @@ def entity_fields(location, entity_type):
     protocol, role = TYPE_PROTOCOL_ROLE[EntityType(entity_type)]
     fields = {"entity_id", "name", "description", "name_id_formats"}
     if location == Location.LOCAL:
-        fields |= {"base_url", "signing_key"}
+        fields |= {"base_url", "signing_key", "next_signing_key"}
         if protocol == Protocol.SAML2:
             fields.add("decryption_key")
     else:
@@ -461,6 +461,10 @@ def has_attributes(entity_type):
 # Key references: which keystore kinds each key field accepts, and in plain words why.
 KEY_FIELDS = {
     "signing_key": ((KeystoreEntry.Kind.KEY_PAIR,), "The signing key must be a key pair (a private key with its certificate)."),
+    "next_signing_key": (
+        (KeystoreEntry.Kind.KEY_PAIR,),
+        "The next signing key must be a key pair (a private key with its certificate).",
+    ),
     "decryption_key": (
         (KeystoreEntry.Kind.KEY_PAIR,),
         "The decryption key must be a key pair (a private key with its certificate).",
@@ -539,6 +543,12 @@ class Entity(Audited, models.Model):
         "signing key",
         "entities_signing",
         "Key pair this local entity signs assertions, responses and requests with.",
+    )
+    next_signing_key = _key_field(
+        "next signing key",
+        "entities_next_signing",
+        "Key rollover: a key pair published in this entity's metadata beside the signing key, so partners "
+        "trust it before the switch. Make it the signing key once partners have refreshed.",
     )
     decryption_key = _key_field(
         "decryption key",
@@ -770,6 +780,8 @@ class Entity(Audited, models.Model):
                 add(field, self._not_applicable(field))
             elif entry.kind not in kinds:
                 add(field, f"'{entry.alias}' is a {entry.get_kind_display().lower()}. {message}")
+        if self.next_signing_key_id and self.next_signing_key_id == self.signing_key_id:
+            add("next_signing_key", "The next signing key must differ from the current signing key.")
 
         self._clean_name_id_formats(add)
         self._clean_wsfed(applicable, add)

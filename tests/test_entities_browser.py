@@ -39,7 +39,7 @@ def test_create_local_idp_with_a_generated_signing_key(signed_in_page, live_serv
     assert page.get_by_role("heading", name="Step 2 of 3: Configure entity").is_visible()
     assert page.get_by_role("textbox", name="Entity ID", exact=True).input_value() == "idp1"
     assert page.get_by_role("textbox", name="Base URL", exact=True).input_value() == "https://idp1.example.com"
-    assert page.get_by_label("Signing key alias").input_value() == "idp1-signing"
+    assert page.get_by_label("Signing key alias", exact=True).input_value() == "idp1-signing"
     page.get_by_role("button", name="Next").click()
 
     # Step 3: one box per step with Modify, and the derived SSO URL; nothing saved yet.

@@ -872,3 +872,29 @@ def test_reference_descriptions_name_the_field():
     assert references.blocking_references(key) == [entity]
     assert references.describe(entity, key) == "entity 'idp1' (signing key)"
     assert references.blocking_references(entity) == []
+
+
+@pytest.mark.django_db
+def test_next_signing_key_is_for_local_entities_and_differs_from_the_signing_key(make_key_pair):
+    from django.core.exceptions import ValidationError
+
+    from entities.models import Entity
+
+    current, following = make_key_pair("idp-2026"), make_key_pair("idp-2027")
+    entity = Entity(
+        location="local",
+        entity_type="saml2_idp",
+        entity_id="idp",
+        name="idp",
+        base_url="https://idp.example.org",
+        signing_key=current,
+        next_signing_key=following,
+    )
+    entity.full_clean()
+    entity.next_signing_key = current
+    with pytest.raises(ValidationError, match="must differ from the current signing key"):
+        entity.full_clean()
+    remote = Entity(location="remote", entity_type="saml2_sp", entity_id="sp", name="sp", next_signing_key=following)
+    with pytest.raises(ValidationError) as error:
+        remote.clean()
+    assert "next_signing_key" in error.value.message_dict

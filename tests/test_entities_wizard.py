@@ -57,6 +57,7 @@ def test_create_local_saml2_idp_end_to_end(admin_client, make_key_pair):
     assert detours == {
         "detour:signing_key-generate",
         "detour:signing_key-import",
+        "detour:next_signing_key-generate",
         "detour:decryption_key-generate",
         "detour:decryption_key-import",
     }

@@ -20,7 +20,7 @@ def test_create_local_idp_with_a_generated_signing_key(signed_in_page, live_serv
     assert page.get_by_role("heading", name="Step 1 of 3: Entity type").is_visible()
     page.get_by_label("Local", exact=True).check()
     page.get_by_label("SAML2 IdP", exact=True).check()
-    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next", exact=True).click()
 
     # Step 2: identification, then a detour to the keystore for the signing key.
     assert page.get_by_role("heading", name="Step 2 of 3: Configure entity").is_visible()
@@ -40,7 +40,7 @@ def test_create_local_idp_with_a_generated_signing_key(signed_in_page, live_serv
     assert page.get_by_role("textbox", name="Entity ID", exact=True).input_value() == "idp1"
     assert page.get_by_role("textbox", name="Base URL", exact=True).input_value() == "https://idp1.example.com"
     assert page.get_by_label("Signing key alias", exact=True).input_value() == "idp1-signing"
-    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next", exact=True).click()
 
     # Step 3: one box per step with Modify, and the derived SSO URL; nothing saved yet.
     assert page.get_by_role("heading", name="Step 3 of 3: Confirm").is_visible()

@@ -15,6 +15,7 @@ urlpatterns = [
     path("audit/", console.audit_log, name="audit"),
     path("trace/", console.trace, name="trace"),
     path("settings/", console.settings_page, name="settings"),
+    path("affwebservices/", include("federation.runtime_urls")),
     path("healthz", ops.healthz, name="healthz"),
     path("metrics", ops.metrics_view, name="metrics"),
 ]

@@ -2,7 +2,8 @@
 entities.entity_services (rules and messages) and entities.entity_wizards."""
 
 from django.contrib import messages
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -10,7 +11,7 @@ from entities import entity_services
 from entities.entity_forms import EntityFilterForm
 from entities.entity_services import EntityError
 from entities.entity_wizards import EntityCreateWizard, EntityEditWizard
-from entities.models import Entity
+from entities.models import Endpoint, Entity
 from federation.roles import admin_view, console_view
 from federation.views.console import paginate
 
@@ -20,8 +21,12 @@ from federation.views.console import paginate
 def entity_list(request):
     filters = EntityFilterForm(request.GET or None)
     values = filters.cleaned_data if filters.is_valid() else {}
+    # A correlated subquery, not a GROUP BY: it is evaluated only for the rows of the page shown.
+    endpoint_count = (
+        Endpoint.objects.filter(entity=OuterRef("pk")).order_by().values("entity").annotate(n=Count("pk")).values("n")
+    )
     entities = Entity.objects.select_related("signing_key", "verification_certificate").annotate(
-        endpoint_count=Count("endpoints")
+        endpoint_count=Coalesce(Subquery(endpoint_count), 0)
     )
     if values.get("q"):
         entities = entities.filter(Q(entity_id__icontains=values["q"]) | Q(name__icontains=values["q"]))

@@ -22,6 +22,7 @@ name is username, email, first_name, last_name or the name of an extra attribute
 
 import base64
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -257,10 +258,32 @@ def _embedded_contents(directory):
 # --- LDAP: connections ----------------------------------------------------------------------------
 
 
-def _ca_file():
-    """CA certificates (PEM) for LDAPS/StartTLS: settings.DIRECTORY_TLS_CA_FILE or
-    FEDERATION_DIRECTORY_TLS_CA_FILE; empty means the system's CA store (/etc/ldap/ldap.conf)."""
+def _ca_file(directory):
+    """CA certificates (PEM) for LDAPS/StartTLS: the keystore entry named by the directory's
+    tls_ca_alias, else settings.DIRECTORY_TLS_CA_FILE / FEDERATION_DIRECTORY_TLS_CA_FILE; empty
+    means the system's CA store (/etc/ldap/ldap.conf)."""
+    if directory.tls_ca_alias:
+        return _keystore_ca_file(directory.tls_ca_alias)
     return getattr(settings, "DIRECTORY_TLS_CA_FILE", "") or os.environ.get("FEDERATION_DIRECTORY_TLS_CA_FILE", "")
+
+
+def _keystore_ca_file(alias):
+    """libldap reads CA certificates from a file: write the keystore entry's certificate (and
+    chain) to a file named by its content under var/, once, and return its path."""
+    from entities.models import KeystoreEntry
+
+    entry = KeystoreEntry.objects.filter(alias=alias).exclude(kind=KeystoreEntry.Kind.KEY_PAIR).first()
+    if entry is None:
+        raise DirectoryError(f"The TLS CA '{alias}' is not a trusted certificate or CA in the keystore.", field="tls_ca_alias")
+    pem = (entry.certificate_pem.strip() + "\n" + (entry.chain_pem or "").strip()).strip() + "\n"
+    folder = settings.VAR_DIR / "ldap-ca"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{hashlib.sha256(pem.encode()).hexdigest()[:24]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(pem)
+        partial.replace(path)
+    return str(path)
 
 
 def _label(host, port):
@@ -277,8 +300,9 @@ def _initialize(directory, host, port):
     conn.timeout = directory.operation_timeout  # python-ldap's synchronous calls wait this long at most
     if directory.security != UserDirectory.Security.NONE:
         conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND if directory.verify_tls else ldap.OPT_X_TLS_NEVER)
-        if _ca_file():
-            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, _ca_file())
+        ca_file = _ca_file(directory)
+        if ca_file:
+            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, ca_file)
         conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # must come last: applies the TLS options above
     return conn
 
@@ -303,7 +327,7 @@ def _describe(exc):
 def _tls_problem(directory, host, port):
     """Why a TLS handshake fails, in plain words, found by repeating it with Python's ssl module."""
     timeout = directory.connect_timeout
-    context = ssl.create_default_context(cafile=_ca_file() or None)
+    context = ssl.create_default_context(cafile=_ca_file(directory) or None)
     if not directory.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

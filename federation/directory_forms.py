@@ -18,6 +18,7 @@ LDAP_FIELDS = [
     "port",
     "security",
     "verify_tls",
+    "tls_ca_alias",
     "bind_dn",
     "search_root",
     "scope",
@@ -34,6 +35,8 @@ LDAP_FIELDS = [
 LDAP_HELP = {
     "name": "How partnerships and the console refer to this directory; unique.",
     "description": "Optional note for other administrators (what the directory holds, who runs it).",
+    "tls_ca_alias": "The CA (or the server's own certificate) from the keystore that the server certificate must chain "
+    "to. Empty: FEDERATION_DIRECTORY_TLS_CA_FILE, else the system's CA store.",
     "hosts": "One or more LDAP servers, comma-separated, tried in order until one answers. "
     "A host may name its own port: ldap1.example.org, ldap2.example.org:1389, [2001:db8::1]:389.",
     "port": "Port for hosts that do not name one: 389 for plain LDAP and StartTLS, 636 for LDAPS.",
@@ -63,6 +66,13 @@ BIND_PASSWORD_HELP_EDIT = (
 )
 
 
+def _trusted_aliases():
+    from entities.models import KeystoreEntry
+
+    trusted = KeystoreEntry.objects.exclude(kind=KeystoreEntry.Kind.KEY_PAIR).order_by("alias")
+    return [(entry.alias, f"{entry.alias} ({entry.subject})") for entry in trusted]
+
+
 class LDAPDirectoryForm(forms.ModelForm):
     """Create or change an LDAP directory. Saving requires a working connection: the form binds
     with the given settings and shows the server's refusal next to the field it concerns."""
@@ -82,18 +92,25 @@ class LDAPDirectoryForm(forms.ModelForm):
             "hosts": "Hosts",
             "bind_dn": "Bind DN",
             "verify_tls": "Verify the server certificate",
+            "tls_ca_alias": "TLS CA from the keystore",
             "user_dn_start": "User DN lookup: start",
             "user_dn_end": "User DN lookup: end",
             "connect_timeout": "Connect timeout (seconds)",
             "operation_timeout": "Operation timeout (seconds)",
         }
 
-    field_order = LDAP_FIELDS[:7] + ["bind_password"] + LDAP_FIELDS[7:]
+    field_order = LDAP_FIELDS[:8] + ["bind_password"] + LDAP_FIELDS[8:]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.instance.kind = UserDirectory.Kind.LDAP
         self.report = None
+        self.fields["tls_ca_alias"] = forms.ChoiceField(
+            required=False,
+            label=self._meta.labels["tls_ca_alias"],
+            help_text=LDAP_HELP["tls_ca_alias"],
+            choices=[("", "— FEDERATION_DIRECTORY_TLS_CA_FILE or the system store —"), *_trusted_aliases()],
+        )
         if self.instance.pk and self.instance.bind_password:
             self.fields["bind_password"].help_text = BIND_PASSWORD_HELP_EDIT
         for name in ("hosts", "bind_dn", "search_root", "user_dn_end", "user_filter", "group_search_root", "group_filter"):

@@ -514,3 +514,27 @@ def test_cli_lists_tests_and_finds(corp, slapd):
         call_command("directory", "test", "corp", stdout=StringIO())
     with pytest.raises(CommandError, match="No directory named 'nope'"):
         call_command("directory", "test", "nope", stdout=StringIO())
+
+
+@pytest.mark.ldap
+@pytest.mark.parametrize("security", ["starttls", "ldaps"])
+def test_tls_trusts_a_ca_from_the_keystore(slapd, settings, security):
+    from pathlib import Path
+
+    from entities import services as keystore
+
+    settings.DIRECTORY_TLS_CA_FILE = ""
+    keystore.import_trusted_ca_chain("ldap-test-ca", Path(slapd.ca_file).read_bytes())
+    port = slapd.tls_port if security == "ldaps" else slapd.port
+    directory = make_ldap_directory(slapd, port=port, security=security, tls_ca_alias="ldap-test-ca")
+    assert directories.authenticate(directory, "alice", slapd.user("alice").password).identifier == slapd.user("alice").dn
+    assert directories.test_connection(directory).ok
+
+
+@pytest.mark.ldap
+def test_tls_ca_alias_missing_from_the_keystore_is_a_clear_error(slapd, settings):
+    settings.DIRECTORY_TLS_CA_FILE = slapd.ca_file  # would work: the alias must win, and it is missing
+    directory = make_ldap_directory(slapd, port=slapd.tls_port, security="ldaps", tls_ca_alias="no-such-ca")
+    report = directories.test_connection(directory)
+    assert not report.ok and report.field == "tls_ca_alias"
+    assert report.message == "The TLS CA 'no-such-ca' is not a trusted certificate or CA in the keystore."

@@ -511,3 +511,21 @@ def test_a_malformed_stored_host_list_is_shown_not_crashed_on(admin_client):
     assert "<code>ldap://old.example.org</code>" in page
     page = admin_client.get(f"/directories/{directory.pk}/contents/").content.decode()
     assert "Give host names, not URLs" in page
+
+
+@pytest.mark.ldap
+def test_ldaps_directory_trusting_a_keystore_ca_is_saved_from_the_console(admin_client, slapd, settings):
+    from pathlib import Path
+
+    from entities import services as keystore
+
+    settings.DIRECTORY_TLS_CA_FILE = ""
+    keystore.import_trusted_ca_chain("ldap-test-ca", Path(slapd.ca_file).read_bytes())
+    form = ldap_form(slapd, port=str(slapd.tls_port), security="ldaps")
+    page = admin_client.post("/directories/new/", form).content.decode()
+    assert "server certificate was not accepted" in page and not UserDirectory.objects.filter(name="corp").exists()
+
+    assert 'value="ldap-test-ca"' in admin_client.get("/directories/new/").content.decode()
+    response = admin_client.post("/directories/new/", {**form, "tls_ca_alias": "ldap-test-ca"})
+    assert response.status_code == 302
+    assert UserDirectory.objects.get(name="corp").tls_ca_alias == "ldap-test-ca"

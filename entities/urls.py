@@ -1,6 +1,6 @@
 from django.urls import path
 
-from entities import views
+from entities import metadata_views_export, views
 
 app_name = "entities"
 urlpatterns = [
@@ -11,4 +11,5 @@ urlpatterns = [
     path("<int:pk>/edit/", views.entity_edit, name="edit"),
     path("<int:pk>/edit/<str:token>/<slug:step>/", views.entity_edit_step, name="edit_step"),
     path("<int:pk>/delete/", views.entity_delete, name="delete"),
+    path("<int:pk>/export-metadata/", metadata_views_export.export_metadata, name="export_metadata"),
 ]

@@ -2,6 +2,26 @@
 
 Runtime views are exempt from console CSRF (SAML messages are protected by signatures and
 InResponseTo) and from the auditor rule; they never require a console login.
+
+Routes are written as runtime_paths constants minus the mount point, so the URL a partner is
+given (`local_service_urls`) and the URL served are the same string by construction.
 """
 
-urlpatterns = []
+from django.urls import path
+
+from federation import runtime_paths
+from federation.views import runtime_metadata
+
+MOUNT = runtime_paths.PREFIX + "/"  # federation/urls.py mounts this module at "affwebservices/"
+
+
+def route(runtime_path):
+    """A runtime_paths constant as a route of this URL conf."""
+    if not runtime_path.startswith(MOUNT):
+        raise ValueError(f"{runtime_path} is not under {MOUNT}")
+    return runtime_path.removeprefix(MOUNT)
+
+
+urlpatterns = [
+    path(route(runtime_paths.SAML2_METADATA) + "<str:entity_name>", runtime_metadata.saml2_metadata, name="saml2_metadata"),
+]

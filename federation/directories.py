@@ -754,3 +754,105 @@ def _ldap_contents(directory):
     else:
         message = f"Connected to {label} and bound as {who}. {len(shown)} entries under {base}:"
     return ConnectionReport(True, message, shown, server=label)
+
+
+# --- LDAP: primitives for rules (federation users) -------------------------------------------------
+
+# How far nested group membership is followed (a group in a group in a group ...); cycles stop earlier.
+GROUP_NESTING_LIMIT = 10
+SEARCH_SCOPES = {"base": ldap.SCOPE_BASE, "onelevel": ldap.SCOPE_ONELEVEL, "subtree": ldap.SCOPE_SUBTREE}
+
+
+def _ldap_only(directory, what):
+    if directory.is_embedded:
+        raise DirectoryError(f"{what} needs an LDAP directory; {directory.name} is the embedded directory.")
+
+
+def user_search_root(directory):
+    """The base DN of user searches: the search root, else the DN lookup end (',ou=people,...')."""
+    return _user_base(directory)
+
+
+def search_dns(directory, base, ldap_filter, scope="subtree"):
+    """The DNs of the entries under `base` (scope "base", "onelevel" or "subtree") that match
+    `ldap_filter`, as the server spells them and sorted, bound as the service account. DirectoryError when the
+    base does not exist, the filter is not a filter, or the server returns only part of the answer
+    (its size limit): a partial answer is never passed off as the whole one. DirectoryUnavailable
+    when the server cannot be reached or does not answer in time."""
+    _ldap_only(directory, "An LDAP search")
+    with _service(directory) as (conn, label):
+        entries, truncated = _checked_search(
+            directory, conn, base, SEARCH_SCOPES[scope], ldap_filter, ["1.1"], base_field="", filter_field=""
+        )
+    if truncated:
+        raise DirectoryError(
+            f"The search {ldap_filter} under {base} found more entries than LDAP server {label} returns (its size limit)."
+        )
+    return sorted((dn for dn, _ in entries), key=str.lower)
+
+
+def entry_matches(directory, dn, ldap_filter):
+    """True when the entry `dn` matches `ldap_filter` (a search with base `dn`, scope base).
+    DirectoryError when the entry does not exist (or the service account may not read it)."""
+    _ldap_only(directory, "An LDAP search")
+    with _service(directory) as (conn, _label_):
+        entries, _ = _checked_search(directory, conn, dn, ldap.SCOPE_BASE, ldap_filter, ["1.1"], base_field="", filter_field="")
+    return bool(entries)
+
+
+def entries_matching(directory, dns, ldap_filter):
+    """The DNs among `dns` whose entries match `ldap_filter`, checked on one connection; a DN without
+    an entry (for example dc=org above the directory's suffix) is simply not a match."""
+    _ldap_only(directory, "An LDAP search")
+    found = []
+    with _service(directory) as (conn, _label_):
+        for dn in dns:
+            try:
+                entries, _ = _search(directory, conn, dn, ldap.SCOPE_BASE, ldap_filter, ["1.1"])
+            except ldap.NO_SUCH_OBJECT:
+                continue
+            except ldap.FILTER_ERROR:
+                raise DirectoryError(f"'{ldap_filter}' is not a valid LDAP filter.") from None
+            except ldap.INVALID_DN_SYNTAX:
+                raise DirectoryError(f"'{dn}' is not a valid DN.") from None
+            if entries:
+                found.append(dn)
+    return found
+
+
+def group_dns(directory, dn, nested=False, limit=GROUP_NESTING_LIMIT):
+    """The DNs of the groups that `dn` is a member of: groups under the group search root whose
+    membership filter (the directory's group filter with %s = the member's DN) names it. With
+    `nested`, also the groups that contain those groups, level by level, at most `limit` levels
+    deep; a membership cycle ends the walk instead of looping. Direct groups come first, then each
+    further level, each level sorted by DN."""
+    _ldap_only(directory, "Group membership")
+    base = _group_base(directory)
+    if not base:
+        raise DirectoryError("Set a group search root (or a search root) to look up groups.", field="group_search_root")
+    seen, order, members = set(), [], [dn]
+    with _service(directory) as (conn, _label_):
+        for _level in range(limit if nested else 1):
+            filterstr = "(|" + "".join(_fill(directory.group_filter, member) for member in members) + ")"
+            entries, truncated = _checked_search(
+                directory,
+                conn,
+                base,
+                ldap.SCOPE_SUBTREE,
+                filterstr,
+                ["1.1"],
+                base_field="group_search_root",
+                filter_field="group_filter",
+            )
+            if truncated:
+                raise DirectoryError(f"The groups of {dn} are more than the LDAP server returns (its size limit).")
+            members = []
+            for group_dn, _ in sorted(entries, key=lambda entry: entry[0].lower()):
+                key = group_dn.lower()
+                if key not in seen:
+                    seen.add(key)
+                    order.append(group_dn)
+                    members.append(group_dn)
+            if not members:
+                break
+    return order

@@ -7,6 +7,7 @@ decrypt or export it.
 """
 
 import re
+import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -604,6 +605,26 @@ class Entity(Audited, models.Model):
         help_text="Remote WS-Fed RP, optional: where this site sends the sign-out cleanup request "
         "(wa=wsignoutcleanup1.0). For Office 365 it is the same as the service URL.",
     )
+    # Provenance of an entity made or updated from SAML metadata (entities.metadata_import). Not
+    # configuration the administrator types: written by the import and the scheduled refresh only.
+    metadata_source = models.ForeignKey(
+        "MetadataSource",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="entities",
+        verbose_name="metadata source",
+        help_text="Remote entities imported from metadata: the file or URL they came from (URL sources are refreshed).",
+    )
+    metadata_revision = models.PositiveIntegerField(
+        "metadata revision",
+        default=0,
+        help_text="Counts the changes applied from metadata (import and refresh). Partnerships remember the revision "
+        "they copied, so a higher one here means 'entity updated: Get updates'.",
+    )
+    metadata_updated_at = models.DateTimeField(
+        "metadata applied at", null=True, blank=True, help_text="When metadata last changed this entity."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -1154,3 +1175,218 @@ def check_entity(entity, endpoints=(), attributes=()):
             else:
                 names[attribute.name] = row
     return problems
+
+
+# ====================================================================== metadata import and refresh
+#
+# Where remote entities came from (MetadataSource, refreshed on a schedule when it is a URL), the
+# metadata documents administrators upload (stored in the database, so any web node or worker can
+# read them), and the background jobs that scan or bulk-import them with their progress. The work
+# itself is in entities.metadata_parser (pure) and entities.metadata_import (services).
+
+
+class MetadataSource(Audited, models.Model):
+    """A metadata document remote entities were imported from: a URL (refreshed on a schedule) or a file."""
+
+    class Kind(models.TextChoices):
+        URL = "url", "URL"
+        FILE = "file", "File"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    location = models.CharField(
+        max_length=URL_MAX, help_text="The metadata URL (https:// recommended), or the name of the file that was imported."
+    )
+    trust_anchor = models.ForeignKey(
+        KeystoreEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="metadata_sources",
+        verbose_name="trust anchor",
+        help_text="Keystore entry the metadata signature is verified with: the signer's certificate, or a CA that issued it.",
+    )
+    require_signature = models.BooleanField(
+        "require a signature",
+        default=True,
+        help_text="Refuse the metadata unless it is signed and verifies with the trust anchor. "
+        "Unsigned metadata is accepted only when this is off.",
+    )
+    refresh_interval = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="URL sources: how often the metadata is fetched again (a shorter cacheDuration in the metadata wins). "
+        "Empty: never refreshed automatically.",
+    )
+    max_bytes = models.PositiveBigIntegerField(
+        "size limit (bytes)", default=100 * 1024 * 1024, help_text="Larger documents are refused while downloading."
+    )
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    next_refresh_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="validUntil of the last good copy.")
+    cache_duration = models.DurationField(null=True, blank=True, help_text="cacheDuration of the last good copy.")
+    etag = models.CharField(max_length=255, blank=True)
+    last_modified = models.CharField(max_length=64, blank=True)
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Fetch bookkeeping is not configuration: it changes on every refresh and is not audited.
+    audit_ignore_fields = (
+        "last_fetched_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "consecutive_failures",
+        "next_refresh_at",
+        "valid_until",
+        "cache_duration",
+        "etag",
+        "last_modified",
+        "content_sha256",
+        "updated_at",
+    )
+
+    class Meta:
+        ordering = ["location", "id"]
+        verbose_name = "metadata source"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "location"], name="metadata_source_unique"),
+        ]
+
+    def __str__(self):
+        return self.location
+
+    @property
+    def is_url(self):
+        return self.kind == self.Kind.URL
+
+    @property
+    def failing(self):
+        """The last fetch failed (the entities keep the last good copy); a success clears last_error."""
+        return bool(self.last_error)
+
+
+class MetadataUpload(models.Model):
+    """A metadata file an administrator uploaded, kept in 1 MiB chunks until the import is done with it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    uploaded_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+
+class MetadataUploadChunk(models.Model):
+    upload = models.ForeignKey(MetadataUpload, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["upload", "seq"]
+        constraints = [models.UniqueConstraint(fields=["upload", "seq"], name="metadata_upload_chunk_unique")]
+
+    def __str__(self):
+        return f"{self.upload_id} #{self.seq}"
+
+
+class MetadataImportJob(models.Model):
+    """A background metadata job and its progress: a scan (read and verify a document for the import
+    wizard) or a bulk import (every entity of an aggregate that matches a filter)."""
+
+    class Kind(models.TextChoices):
+        SCAN = "scan", "Scan for the import wizard"
+        BULK = "bulk", "Bulk import"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Finished"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED, db_index=True)
+    phase = models.CharField(max_length=100, blank=True)
+    key = models.CharField(max_length=64, blank=True, db_index=True, help_text="Hash of the options (finds a wizard's scan).")
+    wizard_token = models.CharField(max_length=64, blank=True)
+    owner = models.CharField(max_length=150, blank=True)
+    options = models.JSONField(default=dict)
+    document = models.JSONField(default=dict, help_text="What was learnt about the document (root, signature, counts).")
+    bytes_read = models.PositiveBigIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, help_text="[{position, entity_id, message}] (the first 1000).")
+    message = models.TextField(blank=True, help_text="Why the job failed as a whole.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.id} ({self.state})"
+
+    @property
+    def done(self):
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+    @property
+    def percent(self):
+        """Progress 0–100: bytes while reading the document, entities while importing."""
+        if self.state == self.State.SUCCEEDED:
+            return 100
+        if self.total:
+            return min(99, int(100 * self.processed / self.total))
+        if self.bytes_total:
+            return min(99, int(100 * self.bytes_read / self.bytes_total))
+        return 0
+
+
+class MetadataScanEntry(models.Model):
+    """One entity found by a scan job, listed in the import wizard's "Select entity" step."""
+
+    job = models.ForeignKey(MetadataImportJob, on_delete=models.CASCADE, related_name="entries")
+    position = models.PositiveIntegerField(help_text="1 for the document's first EntityDescriptor, and so on.")
+    entity_id = models.CharField(max_length=ENTITY_ID_MAX + 64)
+    display_name = models.CharField(max_length=255, blank=True)
+    entity_types = models.CharField(max_length=200, blank=True, help_text="Comma-separated entity types it can become.")
+    expired = models.BooleanField(default=False)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    problem = models.TextField(blank=True, help_text="Why it cannot be imported (malformed); empty when it can.")
+    certificate_count = models.PositiveIntegerField(default=0)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["job", "position"]
+        indexes = [models.Index(fields=["job", "position"], name="scan_entry_position")]
+
+    def __str__(self):
+        return f"{self.position}: {self.entity_id}"
+
+    @property
+    def selectable(self):
+        return not self.expired and not self.problem and bool(self.entity_types)
+
+    def type_list(self):
+        return [value for value in self.entity_types.split(",") if value]
+
+    def type_labels(self):
+        labels = dict(EntityType.choices)
+        return [labels.get(value, value) for value in self.type_list()]

@@ -199,7 +199,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "federation.tasks.prune_trace_lines",
         "schedule": 3600.0,
     },
+    "metadata-refresh": {
+        "task": "entities.tasks.refresh_metadata_sources",
+        "schedule": float(env("METADATA_REFRESH_CHECK_SECONDS", "600")),
+    },
 }
+# Metadata import: largest upload or download accepted, and the CA bundle for https sources (empty: system's).
+METADATA_MAX_UPLOAD_BYTES = int(env("METADATA_MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
+METADATA_CA_BUNDLE = env("METADATA_CA_BUNDLE", "")
 
 # Certificate expiry warnings, in days before not-after.
 CERTIFICATE_EXPIRY_WARNING_DAYS = [int(d) for d in env_list("EXPIRY_WARNING_DAYS", "90,30,7")]

@@ -22,6 +22,7 @@ def paginate(request, queryset, per_page=PAGE_SIZE):
 
 @console_view
 def dashboard(request):
+    from entities.metadata_import import metadata_failures
     from entities.services import expiry_overview
 
     return render(
@@ -29,6 +30,7 @@ def dashboard(request):
         "console/dashboard.html",
         {
             "expiry": expiry_overview(),
+            "metadata_failures": metadata_failures(),
             "recent_audit": AuditEvent.objects.all()[:8],
             "recent_failures": TraceLine.objects.filter(level__in=["ERROR", "CRITICAL"]).order_by("-at")[:8],
         },

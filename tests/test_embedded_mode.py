@@ -10,27 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT, manage, migrated_env
 
 
 def _free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _embedded_env(var_dir):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDERATION_")}
-    env.update(FEDERATION_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="federation.settings")
-    return env
-
-
-def _manage(env, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def _wait_for(predicate, seconds, what):
@@ -53,18 +42,16 @@ def _healthz(port):
 
 @pytest.fixture
 def embedded(tmp_path):
-    env = _embedded_env(tmp_path / "var")
-    migrated = _manage(env, "migrate", "--noinput")
-    assert migrated.returncode == 0, migrated.stderr
-    assert _manage(env, "createcachetable").returncode == 0
+    env = migrated_env(tmp_path / "var")
+    assert manage(env, "createcachetable").returncode == 0
     return env, tmp_path / "var"
 
 
 def test_runall_serves_console_runs_jobs_and_stops_on_ctrl_c(embedded):
     env, var_dir = embedded
-    created = _manage(env, "ensure_admin", "--username", "first-admin")
+    created = manage(env, "ensure_admin", "--username", "first-admin")
     assert created.returncode == 0 and "with password:" in created.stdout  # generated, printed once
-    again = _manage(env, "ensure_admin", "--username", "first-admin")
+    again = manage(env, "ensure_admin", "--username", "first-admin")
     assert "with password:" not in again.stdout
 
     port = _free_port()
@@ -82,7 +69,7 @@ def test_runall_serves_console_runs_jobs_and_stops_on_ctrl_c(embedded):
         health = _wait_for(lambda: _healthz(port), 60, "the web server")
         assert health["status"] == "ok" and health["checks"]["broker"]["detail"] == "filesystem"
 
-        queued = _manage(env, "shell", "-c", "from federation.tasks import prune_trace_lines; prune_trace_lines.delay()")
+        queued = manage(env, "shell", "-c", "from federation.tasks import prune_trace_lines; prune_trace_lines.delay()")
         assert queued.returncode == 0, queued.stderr
 
         def job_succeeded():

@@ -1,7 +1,6 @@
 """`manage.py keystore`: through call_command, and as a real process for exit codes and stderr."""
 
 import json
-import os
 import subprocess
 import sys
 from io import StringIO
@@ -16,6 +15,7 @@ from django.core.management import CommandError, call_command
 from entities.models import KeystoreEntry
 from federation.models import AuditEvent
 from tests.keystore_fixtures import DER, cert_pem, make_ca, name, new_key, self_signed
+from tests.processes import migrated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,24 +182,7 @@ class TestInProcess:
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory):
     """Environment for `manage.py` subprocesses: their own SQLite file and secrets under a temporary var dir."""
-    var = tmp_path_factory.mktemp("keystore-cli-var")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDERATION_")}
-    env.update(
-        FEDERATION_VAR_DIR=str(var),
-        FEDERATION_DATABASE_URL=f"sqlite:///{var / 'cli.sqlite3'}",
-        FEDERATION_CELERY_ALWAYS_EAGER="1",
-        DJANGO_SETTINGS_MODULE="federation.settings",
-    )
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    return env
+    return migrated_env(tmp_path_factory.mktemp("keystore-cli-var"), FEDERATION_CELERY_ALWAYS_EAGER="1")
 
 
 def run(env, *args, stdin=None):

@@ -2,7 +2,6 @@
 subcommand slot; in process through call_command, and as a real process for exit codes, one-line
 errors and the progress output."""
 
-import os
 import subprocess
 import sys
 from io import StringIO
@@ -15,6 +14,7 @@ from entities import services
 from entities.models import Entity, EntityType, KeystoreEntry
 from federation.models import AuditEvent
 from tests import metadata_fixtures as mf
+from tests.processes import migrated_env
 from tests.saml.credentials import make_credential
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,24 +139,8 @@ class TestInProcess:
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory):
-    var = tmp_path_factory.mktemp("metadata-cli-var")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDERATION_")}
-    env.update(
-        FEDERATION_VAR_DIR=str(var),
-        FEDERATION_DATABASE_URL=f"sqlite:///{var / 'cli.sqlite3'}",
-        FEDERATION_CELERY_ALWAYS_EAGER="1",
-        DJANGO_SETTINGS_MODULE="federation.settings",
-    )
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    return env
+    """Environment for `manage.py` subprocesses: their own SQLite file and secrets under a temporary var dir."""
+    return migrated_env(tmp_path_factory.mktemp("metadata-cli-var"), FEDERATION_CELERY_ALWAYS_EAGER="1")
 
 
 def run(env, *args):

@@ -41,16 +41,15 @@ from federation.saml.constants import DEFAULT_SIGNATURE_ALGORITHMS, NS_DS, SHA1,
 from federation.saml.errors import SignatureError
 from federation.saml.keys import load_certificate
 
-# The structural checks of signing.verify, reused so both verifiers apply the same rules (they are
-# module-private there; see the report on federation/saml for making them public).
+# The structural checks of signing.verify, reused so both verifiers apply the same rules.
 from federation.saml.signing import (
-    _check_algorithms,
-    _check_shape,
-    _check_transforms,
-    _inclusive_namespaces,
-    _order_by_key_info,
-    _single,
-    _verify_octets,
+    check_algorithms,
+    check_signature_shape,
+    check_transforms,
+    inclusive_namespaces,
+    order_by_key_info,
+    single_ds_child,
+    verify_signature_value,
 )
 from federation.saml.xml import ID_ATTRIBUTE_NAMES, XML_ID, children, is_xml_id, reparse
 
@@ -172,7 +171,7 @@ def reference_prefixes(signature_element):
     if len(references) != 1:
         raise MetadataError("The document changed between its verification and the import.")
     try:
-        return _check_transforms(references[0])
+        return check_transforms(references[0])
     except SignatureError:
         raise MetadataError("The document changed between its verification and the import.") from None
 
@@ -215,7 +214,7 @@ def start_verification(signature_element, root, trust, now):
     root_id = root.get("ID") or ""
     signature = reparse(signature_element)
     try:
-        signed_info = _single(signature, "SignedInfo", "signature")
+        signed_info = single_ds_child(signature, "SignedInfo", "signature")
         references = children(signed_info, NS_DS, "Reference")
         if len(references) != 1:
             raise SignatureError(f"signature must have exactly one reference, not {len(references)}")
@@ -229,23 +228,23 @@ def start_verification(signature_element, root, trust, now):
             raise SignatureError(f"signature does not cover this element (it references {uri!r})")
         if not is_xml_id(root_id):
             raise SignatureError(f"element ID {root_id!r} is not a valid XML ID")
-        _check_shape(signature, signed_info, reference)
-        prefixes = _check_transforms(reference)
-        signature_algorithm, digest_algorithm = _check_algorithms(signed_info, reference, DEFAULT_SIGNATURE_ALGORITHMS)
+        check_signature_shape(signature, signed_info, reference)
+        prefixes = check_transforms(reference)
+        signature_algorithm, digest_algorithm = check_algorithms(signed_info, reference, DEFAULT_SIGNATURE_ALGORITHMS)
     except SignatureError as exc:
         raise _invalid(str(exc)) from None
 
     certificates = trusted_certificates(signature, trust, now)
-    ordered, key_info_is_trusted = _order_by_key_info(signature, certificates)
+    ordered, key_info_is_trusted = order_by_key_info(signature, certificates)
     canonicalization = children(signed_info, NS_DS, "CanonicalizationMethod")[0]
-    octets = _c14n(signed_info, _inclusive_namespaces(canonicalization, "CanonicalizationMethod"))
+    octets = _c14n(signed_info, inclusive_namespaces(canonicalization, "CanonicalizationMethod"))
     try:
         value = base64.b64decode("".join((children(signature, NS_DS, "SignatureValue")[0].text or "").split()), validate=True)
         expected = base64.b64decode("".join((children(reference, NS_DS, "DigestValue")[0].text or "").split()), validate=True)
     except (binascii.Error, ValueError):
         raise _invalid("the SignatureValue or DigestValue is not valid base64") from None
     for certificate in ordered:
-        if _verify_octets(certificate.public_key(), signature_algorithm, value, octets):
+        if verify_signature_value(certificate.public_key(), signature_algorithm, value, octets):
             return StreamingDigest(digest_algorithm, expected, prefixes, root_id, signature_algorithm), certificate
     hint = " (the certificate in KeyInfo is not one of them)" if key_info_is_trusted is False else ""
     raise _invalid(f"signature invalid for every trusted certificate{hint}")

@@ -253,7 +253,7 @@ def verify(root, element, trusted_certificates, allowed_algorithms=DEFAULT_SIGNA
     if len(signatures) > 1:
         raise SignatureError("more than one signature on this element")
     signature = signatures[0]
-    signed_info = _single(signature, "SignedInfo", "signature")
+    signed_info = single_ds_child(signature, "SignedInfo", "signature")
     references = children(signed_info, _DS, "Reference")
     if len(references) != 1:
         raise SignatureError(f"signature must have exactly one reference, not {len(references)}")
@@ -270,14 +270,14 @@ def verify(root, element, trusted_certificates, allowed_algorithms=DEFAULT_SIGNA
     if len(elements_with_id(root, element_id)) > 1:
         raise SignatureError(f"ID {element_id!r} is used by more than one element in the document")
 
-    _check_shape(signature, signed_info, reference)
-    inclusive_prefixes = _check_transforms(reference)
-    signature_algorithm, digest_algorithm = _check_algorithms(signed_info, reference, allowed_algorithms)
+    check_signature_shape(signature, signed_info, reference)
+    inclusive_prefixes = check_transforms(reference)
+    signature_algorithm, digest_algorithm = check_algorithms(signed_info, reference, allowed_algorithms)
 
     certificates = load_certificates(trusted_certificates)
     if not certificates:
         raise SignatureError("no trusted certificate to verify with")
-    ordered, key_info_is_trusted = _order_by_key_info(signature, certificates)
+    ordered, key_info_is_trusted = order_by_key_info(signature, certificates)
 
     verified = reparse(element)
     verified_signature = children(verified, _DS, "Signature")[0]
@@ -300,25 +300,29 @@ def verify(root, element, trusted_certificates, allowed_algorithms=DEFAULT_SIGNA
     raise SignatureError(f"signature invalid for every trusted certificate{hint}")
 
 
-def _single(parent, local, where):
+# The checks below are public because entities.metadata_signature (the streaming verifier of large
+# signed aggregates) applies the same rules; `verify` is the entry point for everything else.
+
+
+def single_ds_child(parent, local, where):
     found = children(parent, _DS, local)
     if len(found) != 1:
         raise SignatureError(f"{where} must have exactly one {local}, not {len(found)}")
     return found[0]
 
 
-def _check_shape(signature, signed_info, reference):
+def check_signature_shape(signature, signed_info, reference):
     """Nothing in the signature but what an enveloped SAML signature needs: no ds:Object (where
     wrapping attacks hide the original element), no Manifest, no extra references."""
     allowed = {"SignedInfo": 1, "SignatureValue": 1, "KeyInfo": 1}
     _check_children(signature, allowed, "the signature")
-    _single(signature, "SignatureValue", "signature")
+    single_ds_child(signature, "SignatureValue", "signature")
     _check_children(signed_info, {"CanonicalizationMethod": 1, "SignatureMethod": 1, "Reference": 1}, "SignedInfo")
-    _single(signed_info, "CanonicalizationMethod", "SignedInfo")
-    _single(signed_info, "SignatureMethod", "SignedInfo")
+    single_ds_child(signed_info, "CanonicalizationMethod", "SignedInfo")
+    single_ds_child(signed_info, "SignatureMethod", "SignedInfo")
     _check_children(reference, {"Transforms": 1, "DigestMethod": 1, "DigestValue": 1}, "the reference")
-    _single(reference, "DigestMethod", "reference")
-    _single(reference, "DigestValue", "reference")
+    single_ds_child(reference, "DigestMethod", "reference")
+    single_ds_child(reference, "DigestValue", "reference")
 
 
 def _check_children(parent, allowed, where):
@@ -332,7 +336,7 @@ def _check_children(parent, allowed, where):
             raise SignatureError(f"more than one {local} in {where}")
 
 
-def _check_transforms(reference):
+def check_transforms(reference):
     """Accept exactly [enveloped-signature, exc-c14n] (an InclusiveNamespaces PrefixList is
     allowed on exc-c14n); return the PrefixList prefixes."""
     transforms_element = children(reference, _DS, "Transforms")
@@ -347,10 +351,10 @@ def _check_transforms(reference):
         raise SignatureError("transforms must be exactly enveloped-signature then exc-c14n")
     if child_elements(transforms[0]):
         raise SignatureError("unexpected content in the enveloped-signature transform")
-    return _inclusive_namespaces(transforms[1], "the exc-c14n transform")
+    return inclusive_namespaces(transforms[1], "the exc-c14n transform")
 
 
-def _inclusive_namespaces(method, where):
+def inclusive_namespaces(method, where):
     content = child_elements(method)
     if not content:
         return []
@@ -359,11 +363,11 @@ def _inclusive_namespaces(method, where):
     return (content[0].get("PrefixList") or "").split()
 
 
-def _check_algorithms(signed_info, reference, allowed):
+def check_algorithms(signed_info, reference, allowed):
     canonicalization = children(signed_info, _DS, "CanonicalizationMethod")[0]
     if canonicalization.get("Algorithm") != ALLOWED_CANONICALIZATION:
         raise SignatureError(f"canonicalization {algorithm_name(canonicalization.get('Algorithm'))} not allowed")
-    _inclusive_namespaces(canonicalization, "CanonicalizationMethod")
+    inclusive_namespaces(canonicalization, "CanonicalizationMethod")
     method = children(signed_info, _DS, "SignatureMethod")[0]
     signature_algorithm = method.get("Algorithm")
     if signature_algorithm not in allowed or signature_algorithm not in _SIGNATURE_METHODS:
@@ -385,7 +389,7 @@ def _restrict_transforms(context, signature_algorithm, digest_algorithm):
         context.enable_signature_transform(transform)
 
 
-def _order_by_key_info(signature, certificates):
+def order_by_key_info(signature, certificates):
     """Trusted certificates, those named in KeyInfo's X509Certificate first. Returns the order
     and whether KeyInfo's certificate is trusted (None when KeyInfo names none). The KeyInfo
     content is compared as bytes and never used as a key."""
@@ -522,7 +526,7 @@ def verify_query(raw_query_string, trusted_certificates, allowed_algorithms=DEFA
     if not certificates:
         raise SignatureError("no trusted certificate to verify with")
     for certificate in certificates:
-        if _verify_octets(certificate.public_key(), algorithm, signature, signed):
+        if verify_signature_value(certificate.public_key(), algorithm, signature, signed):
             relay_state = unquote_plus(raw["RelayState"]) if "RelayState" in raw else None
             return VerifiedQuery(parameter, unquote_plus(raw[parameter]), relay_state, algorithm, certificate)
     raise SignatureError("signature invalid for every trusted certificate")
@@ -539,7 +543,7 @@ def _sign_octets(private_key, algorithm, octets):
     raise ValueError(f"cannot sign a query with algorithm {algorithm_name(algorithm)}")
 
 
-def _verify_octets(public_key, algorithm, signature, octets):
+def verify_signature_value(public_key, algorithm, signature, octets):
     kind, hash_class = _SIGNATURE_METHODS[algorithm]
     try:
         if kind == "rsa" and isinstance(public_key, rsa.RSAPublicKey):

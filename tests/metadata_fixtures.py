@@ -8,6 +8,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 from lxml import etree
@@ -23,6 +24,7 @@ with warnings.catch_warnings():
 
 from federation.saml.constants import ECDSA_SHA256, RSA_SHA256, SHA256
 from federation.saml.signing import sign
+from tests.saml.credentials import make_credential
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "metadata"
 XMLSEC1 = "/usr/bin/xmlsec1"
@@ -381,3 +383,27 @@ def xmlsec1_signed_aggregate(directory, credential, body, prefix_list="xs"):
         capture_output=True,
     )
     return target.read_bytes()
+
+
+# Credentials shared by the metadata tests (this module is registered as a pytest plugin in conftest).
+
+
+@pytest.fixture(scope="module")
+def fed():
+    """The federation operator that signs aggregates."""
+    return make_credential("rsa", "federation signer")
+
+
+@pytest.fixture(scope="module")
+def sp_cred():
+    return make_credential("rsa", "sp.example.org")
+
+
+@pytest.fixture(scope="module")
+def enc_cred():
+    return make_credential("rsa", "sp.example.org encryption")
+
+
+@pytest.fixture(scope="module")
+def idp_cred():
+    return make_credential("ec", "idp.example.org")

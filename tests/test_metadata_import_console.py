@@ -35,11 +35,6 @@ def eager(settings):
 
 
 @pytest.fixture(scope="module")
-def fed():
-    return make_credential("rsa", "federation signer")
-
-
-@pytest.fixture(scope="module")
 def p3_cred():
     return make_credential("rsa", "p3.example.org")
 

@@ -46,26 +46,6 @@ def refused(document, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def fed():
-    return make_credential("rsa", "federation signer")
-
-
-@pytest.fixture(scope="module")
-def sp_cred():
-    return make_credential("rsa", "sp.example.org")
-
-
-@pytest.fixture(scope="module")
-def enc_cred():
-    return make_credential("rsa", "sp.example.org encryption")
-
-
-@pytest.fixture(scope="module")
-def idp_cred():
-    return make_credential("ec", "idp.example.org")
-
-
-@pytest.fixture(scope="module")
 def peers(tmp_path_factory, sp_cred, enc_cred, idp_cred):
     directory = tmp_path_factory.mktemp("peers")
     return {

@@ -24,11 +24,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
-def fed():
-    return make_credential("rsa", "federation signer")
-
-
-@pytest.fixture(scope="module")
 def creds():
     return [make_credential("rsa", f"member-{n}") for n in range(3)]
 

@@ -29,21 +29,6 @@ POST, ARTIFACT, REDIRECT = Binding.HTTP_POST, Binding.HTTP_ARTIFACT, Binding.HTT
 
 
 @pytest.fixture(scope="module")
-def fed():
-    return make_credential("rsa", "federation signer")
-
-
-@pytest.fixture(scope="module")
-def sp_cred():
-    return make_credential("rsa", "sp.example.org")
-
-
-@pytest.fixture(scope="module")
-def enc_cred():
-    return make_credential("rsa", "sp.example.org encryption")
-
-
-@pytest.fixture(scope="module")
 def documents(tmp_path_factory, sp_cred, enc_cred):
     directory = tmp_path_factory.mktemp("peers")
     return {

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 
 from federation.roles import ADMINISTRATORS, AUDITORS
 
-pytest_plugins = ["tests.slapd", "tests.keystore_fixtures", "tests.browser", "tests.metadata_fixtures"]
+pytest_plugins = ["tests.slapd", "tests.keystore_fixtures", "tests.browser", "tests.metadata_fixtures", "tests.partnership_fixtures"]
 
 PASSWORD = "correct-horse-battery"
 

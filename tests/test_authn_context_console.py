@@ -1,11 +1,8 @@
 """Authentication context template console pages: list, view, create/edit with the row editor (no JavaScript),
 preview of strengths and ranges, messages at the field, delete with confirmation, roles and audit."""
 
-from unittest import mock
-
 import lxml.html
 import pytest
-from django.db.models import ProtectedError
 from django.urls import reverse
 
 from federation.models import AuditEvent
@@ -309,20 +306,6 @@ def test_delete_asks_first_then_deletes_and_audits(admin_client):
     assert not AuthnContextTemplate.objects.exists()
     event = AuditEvent.objects.get(action="delete", object_type="partnerships.AuthnContextTemplate")
     assert event.actor == "alice-admin" and event.object_repr == "Corporate"
-
-
-def test_delete_refused_when_the_database_protects_the_template(admin_client):
-    """Partnerships will reference templates with on_delete=PROTECT; the refusal becomes a message."""
-    template = make()
-    error = ProtectedError("protected", {"partnership “idp-to-sp1”"})
-    with mock.patch.object(AuthnContextTemplate, "delete", side_effect=error):
-        response = admin_client.post(reverse("partnerships:authn_context_delete", args=[template.pk]))
-    assert response.status_code == 409
-    assert "The template “Corporate” is still in use by partnership “idp-to-sp1”; choose another template there first." in (
-        response.content.decode()
-    )
-    assert AuthnContextTemplate.objects.filter(pk=template.pk).exists()
-    assert not AuditEvent.objects.filter(action="delete").exists()
 
 
 def test_deletion_blockers_is_empty_while_nothing_references_templates():

@@ -1,0 +1,72 @@
+"""How the runtime finds the partnership it serves: the current activated snapshot, never the editable settings.
+
+One small indexed query per lookup says which snapshot is current (so a deactivation on any web node takes effect
+on the next request everywhere); the snapshot's data is then taken from a per-process cache keyed by the snapshot's
+primary key. That cache can never be stale, because snapshot rows are immutable: activating again writes a new row.
+"""
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from federation.secretbox import unseal_text
+from partnerships.models import PartnershipSnapshot
+
+
+@dataclass(frozen=True)
+class ActivePartnership:
+    snapshot_id: int
+    partnership_id: int
+    version: int
+    name: str
+    kind: str
+    local: dict
+    remote: dict
+    directories: tuple
+    settings: dict
+    certificates: dict
+
+    def setting(self, step, key, default=None):
+        return (self.settings.get(step) or {}).get(key, default)
+
+
+class NoActivePartnership(LookupError):
+    """No active partnership of this kind with that partner (or with that local entity)."""
+
+
+def find_active(kind, remote_entity_id, local_entity_id=None):
+    rows = PartnershipSnapshot.objects.filter(kind=kind, remote_entity_id=remote_entity_id, current=True)
+    if local_entity_id is not None:
+        rows = rows.filter(local_entity_id=local_entity_id)
+    found = list(rows.values_list("pk", flat=True)[:2])
+    if not found:
+        raise NoActivePartnership(f"There is no active {kind} partnership with '{remote_entity_id}'.")
+    if len(found) > 1:
+        raise NoActivePartnership(
+            f"Several active {kind} partnerships have the partner '{remote_entity_id}'; the request must name the local entity."
+        )
+    return load_snapshot(found[0])
+
+
+@lru_cache(maxsize=4096)
+def load_snapshot(snapshot_id):
+    row = PartnershipSnapshot.objects.only("pk", "partnership_id", "version", "kind", "data").get(pk=snapshot_id)
+    data = row.data
+    return ActivePartnership(
+        snapshot_id=row.pk,
+        partnership_id=row.partnership_id,
+        version=row.version,
+        name=data["name"],
+        kind=row.kind,
+        local=data["local"],
+        remote=data["remote"],
+        directories=tuple(data["directories"]),
+        settings=data["settings"],
+        certificates=data["certificates"],
+    )
+
+
+def snapshot_secrets(snapshot_id):
+    """The password settings frozen with the snapshot ({"step.key": value}); read only when needed, never cached."""
+    sealed = PartnershipSnapshot.objects.filter(pk=snapshot_id).values_list("secrets", flat=True).first()
+    return json.loads(unseal_text(sealed)) if sealed else {}

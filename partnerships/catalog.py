@@ -40,6 +40,8 @@ from partnerships.catalog_config import (
 from partnerships.catalog_rules import acceptance_window, slo_window, url_problem, validate, validate_name, validity_window
 from partnerships.catalog_schema import (
     KINDS,
+    AllOf,
+    AnyOf,
     EntityFacts,
     KeyFacts,
     KindInfo,
@@ -48,11 +50,15 @@ from partnerships.catalog_schema import (
     StepSpec,
     TableSpec,
     ValidationContext,
+    When,
 )
 from partnerships.catalog_steps import SESSION_STORE_NOTE, STEPS
 
 __all__ = [
     "ALGORITHM_URIS",
+    "AllOf",
+    "AnyOf",
+    "When",
     "BINDING_URIS",
     "KINDS",
     "SESSION_STORE_NOTE",

@@ -220,25 +220,26 @@ def _key_facts(aliases):
     return facts
 
 
-def _referenced(kind_key, settings, types):
-    """[(dotted setting, value)] of the settings (and table columns) of the given catalog types."""
+def setting_references(kind_key, settings, types):
+    """[(path below "settings", catalog type, value)] of the settings and table cells of the given catalog types
+    that hold a value (keystore aliases, template names, directory names)."""
     found = []
     for step in catalog.steps_for(kind_key):
         values = settings.get(step.key) or {}
         for setting in catalog.settings_for(kind_key, step.key):
             if setting.type in types and values.get(setting.key):
-                found.append((f"{step.key}.{setting.key}", values[setting.key]))
+                found.append((f"{step.key}.{setting.key}", setting.type, values[setting.key]))
         for table in catalog.tables_for(kind_key, step.key):
             for number, row in enumerate(values.get(table.key) or []):
-                for column in table.columns:
-                    if column.type in types and row.get(column.key):
-                        found.append((f"{step.key}.{table.key}.{number}.{column.key}", row[column.key]))
+                for column in catalog.columns_for(kind_key, table):
+                    if column.type in types and isinstance(row, dict) and row.get(column.key):
+                        found.append((f"{step.key}.{table.key}[{number}].{column.key}", column.type, row[column.key]))
     return found
 
 
 def validation_context(kind_key, entity_data, directories, settings):
-    aliases = {value for _, value in _referenced(kind_key, settings, KEY_REFERENCE_TYPES)}
-    templates = {value for _, value in _referenced(kind_key, settings, ("authn_template",))}
+    aliases = {value for _, _, value in setting_references(kind_key, settings, KEY_REFERENCE_TYPES)}
+    templates = {value for _, _, value in setting_references(kind_key, settings, ("authn_template",))}
     return catalog.ValidationContext(
         kind=catalog.kind(kind_key),
         local=facts_for_validation(entity_data.get("local")),
@@ -436,12 +437,12 @@ def _sync_directories(partnership, directories):
 
 def _sync_references(partnership):
     wanted = []
-    keys = _referenced(partnership.kind, partnership.settings, KEY_REFERENCE_TYPES)
-    entries = {e.alias: e for e in KeystoreEntry.objects.filter(alias__in={v for _, v in keys})}
-    wanted += [(setting, entries[alias], None) for setting, alias in keys if alias in entries]
-    templates = _referenced(partnership.kind, partnership.settings, ("authn_template",))
-    by_name = {t.name: t for t in AuthnContextTemplate.objects.filter(name__in={v for _, v in templates})}
-    wanted += [(setting, None, by_name[name]) for setting, name in templates if name in by_name]
+    keys = setting_references(partnership.kind, partnership.settings, KEY_REFERENCE_TYPES)
+    entries = {e.alias: e for e in KeystoreEntry.objects.filter(alias__in={v for _, _, v in keys})}
+    wanted += [(setting, entries[alias], None) for setting, _, alias in keys if alias in entries]
+    templates = setting_references(partnership.kind, partnership.settings, ("authn_template",))
+    by_name = {t.name: t for t in AuthnContextTemplate.objects.filter(name__in={v for _, _, v in templates})}
+    wanted += [(setting, None, by_name[name]) for setting, _, name in templates if name in by_name]
     have = {(r.setting, r.keystore_entry_id, r.authn_template_id) for r in partnership.references.all()}
     want = {(s, e.pk if e else None, t.pk if t else None) for s, e, t in wanted}
     if have == want:
@@ -585,7 +586,7 @@ def deactivate(partnership):
 def snapshot_data(partnership):
     """Everything the runtime needs, resolved: entity facts, settings, directories, certificates (PEM)."""
     certificates = {}
-    for _, alias in _referenced(partnership.kind, partnership.settings, KEY_REFERENCE_TYPES):
+    for _, _, alias in setting_references(partnership.kind, partnership.settings, KEY_REFERENCE_TYPES):
         entry = KeystoreEntry.objects.filter(alias=alias).first()
         if entry is not None:
             certificates[alias] = {

@@ -490,7 +490,9 @@ class PartnershipWizard(Wizard):
     def problems(self, config):
         """catalog.validate of a configuration, with the context of the entities and directories chosen."""
         config = self.validation_config(config)
-        references = tuple(sorted(_referenced(self.kind_key(), config)))
+        references = tuple(
+            sorted({value for _, _, value in services.setting_references(self.kind_key(), config, REFERENCE_TYPES)})
+        )
         key = (
             "context",
             references,
@@ -831,22 +833,6 @@ def _attach_warning(forms, table, row, column, problem, warnings):
         field.warnings = [*getattr(field, "warnings", []), problem.message]
         return
     warnings["step"].append(problem.message)
-
-
-def _referenced(kind_key, config):
-    """Keystore aliases and template names a configuration names (they decide the validation context)."""
-    found = set()
-    for step in catalog.steps_for(kind_key):
-        values = config.get(step.key) or {}
-        for setting in catalog.settings_for(kind_key, step.key):
-            if setting.type in REFERENCE_TYPES and values.get(setting.key):
-                found.add(values[setting.key])
-        for table in catalog.tables_for(kind_key, step.key):
-            for row in values.get(table.key) or []:
-                for column in table.columns:
-                    if column.type in REFERENCE_TYPES and row.get(column.key):
-                        found.add(row[column.key])
-    return found
 
 
 def _window_text(name, config):

@@ -31,4 +31,6 @@ def migrated_env(var_dir, **extra):
     env = {**embedded_env(var_dir), **extra}
     done = manage(env, "migrate", "--noinput", "-v", "0")
     assert done.returncode == 0, done.stderr
+    done = manage(env, "createcachetable")  # as `make run` does: the database cache the runtime uses
+    assert done.returncode == 0, done.stderr
     return env

@@ -125,9 +125,7 @@ def test_activate_freezes_a_snapshot_and_blocks_changes(make_partnership, saml2_
     partnership.refresh_from_db()
     assert partnership.state == PartnershipState.ACTIVE and snapshot.current and snapshot.version == 1
     assert snapshot.remote_entity_id == "https://sp-partner.example/" and snapshot.data["settings"] == partnership.settings
-    assert "sp-partner-cert" in snapshot.data["certificates"] or not any(
-        "sp-partner-cert" == v for _, v in services._referenced(IDP_SP, partnership.settings, ("certificate",))
-    )
+    assert snapshot.data["certificates"]["sp-partner-cert"]["kind"] == "trusted_certificate"  # pre-filled from the SP
     with pytest.raises(PartnershipError) as caught:
         services.save_partnership(
             partnership,

@@ -8,9 +8,8 @@ one builder:
    certificates, NameID formats, attributes, the signing flags). `content_for_entity(entity)` fills
    it from an entity: a local entity's service URLs come from its base URL and the runtime path map
    (federation.runtime_paths), a remote entity's from its endpoint rows. Partnership-level export
-   (partnerships do not exist yet) takes the local entity's content and replaces the values the
-   partnership overrides: `content_for_entity(entity, entity_id=..., name_id_formats=...,
-   want_authn_requests_signed=..., ...)` or `dataclasses.replace(content, ...)`.
+   (partnerships.metadata) fills it from a partnership's own values (its keys, bindings, NameID
+   format, signing flags) with the same helpers, and shares layer 3 through `export_content`.
 2. `build_entity_descriptor(content, ...)`: pure, returns an lxml element (no Django, no I/O).
    `sign_entity_descriptor` signs it with federation.saml.signing.sign, the product's one signing
    helper (enveloped, exc-c14n, RSA-SHA256 unless asked otherwise).
@@ -504,7 +503,7 @@ def serialize(element):
 # ====================================================================== from entities
 
 
-def _certificate(entry, label, now, field=None):
+def checked_certificate(entry, label, now, field=None):
     """The entry's certificate; MetadataExportError when it has expired. `label` names the entry
     in the message, e.g. "The signing key 'idp-signing'"."""
     certificate = entry.certificate()
@@ -512,6 +511,19 @@ def _certificate(entry, label, now, field=None):
         raise MetadataExportError(
             f"{label} has a certificate that expired on {certificate.not_valid_after_utc:%Y-%m-%d}; "
             "partners would refuse it. Renew it (or make the next signing key current) before exporting.",
+            field,
+        )
+    return certificate
+
+
+def checked_decryption_certificate(entry, now, field=None):
+    """The certificate of a decryption key pair, published as `use="encryption"`: not expired, and
+    RSA (partners encrypt the content key with RSA-OAEP key transport)."""
+    certificate = checked_certificate(entry, f"The decryption key '{entry.alias}'", now, field)
+    if key_type(certificate.public_key()) != "rsa":
+        raise MetadataExportError(
+            f"The decryption key '{entry.alias}' is not an RSA key; partners encrypt with RSA-OAEP "
+            "key transport, so choose an RSA key pair as the decryption key.",
             field,
         )
     return certificate
@@ -533,7 +545,9 @@ def content_for_entity(entity, *, now=None, **overrides):
     signing_certificates, encryption_certificates = [], []
     if local:
         if entity.signing_key_id:
-            signing_certificates.append(_certificate(entity.signing_key, f"The signing key '{entity.signing_key.alias}'", now))
+            signing_certificates.append(
+                checked_certificate(entity.signing_key, f"The signing key '{entity.signing_key.alias}'", now)
+            )
         elif role == ASSERTING:
             raise MetadataExportError(
                 f"The entity '{entity.name}' has no signing key, so partners could not verify its assertions. "
@@ -541,16 +555,10 @@ def content_for_entity(entity, *, now=None, **overrides):
             )
         if entity.next_signing_key_id:
             signing_certificates.append(
-                _certificate(entity.next_signing_key, f"The next signing key '{entity.next_signing_key.alias}'", now)
+                checked_certificate(entity.next_signing_key, f"The next signing key '{entity.next_signing_key.alias}'", now)
             )
         if entity.decryption_key_id:
-            certificate = _certificate(entity.decryption_key, f"The decryption key '{entity.decryption_key.alias}'", now)
-            if key_type(certificate.public_key()) != "rsa":
-                raise MetadataExportError(
-                    f"The decryption key '{entity.decryption_key.alias}' is not an RSA key; partners encrypt with RSA-OAEP "
-                    "key transport, so choose an RSA key pair as the decryption key."
-                )
-            encryption_certificates.append(certificate)
+            encryption_certificates.append(checked_decryption_certificate(entity.decryption_key, now))
         endpoints = local_endpoints(entity.base_url, protocol, role)
         wsfed_url = local_wsfed_url(entity.base_url, entity.wsfed_specific_id) if protocol == WSFED else ""
     else:
@@ -595,7 +603,7 @@ def signing_material(entry, algorithm="", now=None):
         raise MetadataExportError(
             f"'{entry.alias}' is a {entry.get_kind_display().lower()}, not a key pair; signing needs a private key.", "sign_with"
         )
-    certificate = _certificate(entry, f"The key pair '{entry.alias}' chosen to sign the metadata", now, "sign_with")
+    certificate = checked_certificate(entry, f"The key pair '{entry.alias}' chosen to sign the metadata", now, "sign_with")
     private_key = entry.private_key_object()
     signature_algorithm(algorithm, private_key)  # refuse a mismatch before any work
     return private_key, certificate, algorithm or DEFAULT_ALGORITHM[key_type(private_key)]
@@ -667,6 +675,41 @@ class ExportResult:
     algorithm: str  # name, "" when unsigned
 
 
+def check_validity(options):
+    """Refuse a validity outside 0..MAX_VALID_DAYS days or a cache duration that is not positive."""
+    valid_days = options.valid_days or 0
+    if valid_days < 0 or valid_days > MAX_VALID_DAYS:
+        raise MetadataExportError(f"Enter a validity from 0 (no expiry) to {MAX_VALID_DAYS} days.", "valid_days")
+    if options.cache_duration is not None and options.cache_duration.total_seconds() <= 0:
+        raise MetadataExportError("A cache duration must be positive (or leave it empty).", "cache_hours")
+
+
+def export_content(content, options, *, filename, now=None):
+    """Build, sign (when `options.sign_with` is set) and serialise a ready MetadataContent; returns an
+    ExportResult named `filename`. The part every export shares: entity-level export below and
+    partnership-level export (partnerships.metadata). `options.entity_id`, `partnership_name` and
+    `overrides` are the caller's business (they shape `content`)."""
+    now = now or datetime.now(UTC)
+    check_validity(options)
+    material = signing_material(options.sign_with, options.algorithm, now) if options.sign_with is not None else None
+    valid_days = options.valid_days or 0
+    valid_until = now + timedelta(days=valid_days) if valid_days else None
+    element = build_entity_descriptor(content, valid_until=valid_until, cache_duration=options.cache_duration)
+    algorithm = ""
+    if material is not None:
+        private_key, certificate, algorithm = material
+        sign_entity_descriptor(element, private_key, certificate, algorithm)
+    return ExportResult(
+        xml=serialize(element),
+        filename=filename,
+        entity_id=content.entity_id,
+        document_id=element.get("ID"),
+        valid_until=valid_until,
+        signed_with=options.sign_with.alias if material is not None else "",
+        algorithm=algorithm,
+    )
+
+
 def export_entity_metadata(entity, options=None, now=None):
     """Build (and sign when asked) the metadata of `entity`; returns an ExportResult.
 
@@ -679,28 +722,9 @@ def export_entity_metadata(entity, options=None, now=None):
     partnership = options.partnership_name.strip()
     if partnership:
         partnership = check_partnership_name(partnership)
-    valid_days = options.valid_days or 0
-    if valid_days < 0 or valid_days > MAX_VALID_DAYS:
-        raise MetadataExportError(f"Enter a validity from 0 (no expiry) to {MAX_VALID_DAYS} days.", "valid_days")
-    if options.cache_duration is not None and options.cache_duration.total_seconds() <= 0:
-        raise MetadataExportError("A cache duration must be positive (or leave it empty).", "cache_hours")
+    check_validity(options)
     content = content_for_entity(entity, now=now, **{**options.overrides, **({"entity_id": entity_id} if entity_id else {})})
-    material = signing_material(options.sign_with, options.algorithm, now) if options.sign_with is not None else None
-    valid_until = now + timedelta(days=valid_days) if valid_days else None
-    element = build_entity_descriptor(content, valid_until=valid_until, cache_duration=options.cache_duration)
-    algorithm = ""
-    if material is not None:
-        private_key, certificate, algorithm = material
-        sign_entity_descriptor(element, private_key, certificate, algorithm)
-    return ExportResult(
-        xml=serialize(element),
-        filename=f"{partnership or entity.name}-metadata.xml",
-        entity_id=content.entity_id,
-        document_id=element.get("ID"),
-        valid_until=valid_until,
-        signed_with=options.sign_with.alias if material is not None else "",
-        algorithm=algorithm,
-    )
+    return export_content(content, options, filename=f"{partnership or entity.name}-metadata.xml", now=now)
 
 
 def serves_live_metadata(entity):
@@ -770,7 +794,11 @@ __all__ = [
     "MetadataExportError",
     "audit_export",
     "build_entity_descriptor",
+    "check_validity",
+    "checked_certificate",
+    "checked_decryption_certificate",
     "content_for_entity",
+    "export_content",
     "export_entity_metadata",
     "live_metadata",
     "local_endpoints",

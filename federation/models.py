@@ -265,3 +265,148 @@ class JobRun(models.Model):
 
     def __str__(self):
         return f"{self.name} {self.state}"
+
+
+class ReplayCacheEntry(models.Model):
+    """An assertion ID this installation has already accepted, kept until the assertion could no
+    longer be accepted anyway (see federation/replay.py). The unique `key` is what makes
+    "remember once" atomic across processes and web nodes: the second insert of the same key
+    fails in the database, whoever tries it."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="SHA-256 (hex) of the issuer and the assertion ID.")
+    issuer = models.CharField(max_length=1024)
+    assertion_id = models.CharField(max_length=256)
+    not_on_or_after = models.DateTimeField(db_index=True, help_text="When the entry may be swept.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.issuer} {self.assertion_id}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The runtime's shared state (PRODUCT.md §3 "production / scale-out"): everything a second web node needs to serve the
+# next request of the same browser or partner lives here (or in Redis where a store offers it), never in process
+# memory. Rows expire; a beat task sweeps what is past `expires_at`.
+
+
+class SsoSession(models.Model):
+    """A user's session at this site as an asserting party (IdP / Producer / IP): who logged in, how and when.
+
+    The browser holds only the random `key` in a cookie. Partners that received an assertion in this session are
+    `SsoParticipant` rows, so single logout knows whom to tell."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="Random session identifier (the cookie value).")
+    username = models.CharField(max_length=255)
+    directory = models.CharField(max_length=100, help_text="Name of the directory that authenticated the user.")
+    user_dn = models.CharField(max_length=1024, blank=True)
+    authn_instant = models.DateTimeField()
+    authn_class = models.CharField(max_length=255, blank=True, help_text="Authentication context class URI.")
+    protection_level = models.PositiveIntegerField(default=0)
+    attributes = models.JSONField(default=dict, blank=True, help_text="Session attributes (session_attr[...]).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    idle_expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.username}@{self.directory}"
+
+
+class SsoParticipant(models.Model):
+    """A partner that received an assertion in an SsoSession (for single logout)."""
+
+    session = models.ForeignKey(SsoSession, on_delete=models.CASCADE, related_name="participants")
+    partnership = models.CharField(max_length=128)
+    snapshot_id = models.PositiveIntegerField()
+    remote_entity_id = models.CharField(max_length=1024)
+    name_id = models.CharField(max_length=1024)
+    name_id_format = models.CharField(max_length=255, blank=True)
+    name_qualifier = models.CharField(max_length=1024, blank=True)
+    sp_name_qualifier = models.CharField(max_length=1024, blank=True)
+    session_index = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["remote_entity_id", "session_index"], name="participant_by_index")]
+
+    def __str__(self):
+        return f"{self.remote_entity_id} {self.session_index}"
+
+
+class PersistentIdentifier(models.Model):
+    """An opaque persistent NameID created for a user and one partner (AllowCreate), and kept until the link is ended
+    (Name ID management terminate) or changed (NewID)."""
+
+    local_entity_id = models.CharField(max_length=1024)
+    remote_entity_id = models.CharField(max_length=1024)
+    user_key = models.CharField(max_length=1100, help_text="'<directory>:<user DN or name>'.")
+    value = models.CharField(max_length=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["local_entity_id", "remote_entity_id", "user_key"], name="persistent_id_per_user"),
+            models.UniqueConstraint(fields=["local_entity_id", "remote_entity_id", "value"], name="persistent_id_value_unique"),
+        ]
+
+    def __str__(self):
+        return self.value
+
+
+class ArtifactMessage(models.Model):
+    """A SAML message waiting to be fetched once by artifact resolution (SAML 2.0 and SAML 1.1)."""
+
+    handle = models.CharField(max_length=64, unique=True, help_text="Hex of the artifact's message handle.")
+    issuer = models.CharField(max_length=1024)
+    recipient = models.CharField(max_length=1024, help_text="Entity ID allowed to resolve it.")
+    partnership = models.CharField(max_length=128)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return self.handle
+
+
+class SpRequestState(models.Model):
+    """A request this site sent as a relying party (AuthnRequest), kept to check InResponseTo and to restore the
+    RelayState / target when the response arrives. Consumed once."""
+
+    request_id = models.CharField(max_length=128, unique=True)
+    partnership = models.CharField(max_length=128)
+    snapshot_id = models.PositiveIntegerField()
+    relay_state = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True, help_text="Anything else to restore (requested context, binding).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return self.request_id
+
+
+class SpSession(models.Model):
+    """A user's session at this site as a relying party (SP / Consumer / RP), created from a validated assertion."""
+
+    key = models.CharField(max_length=64, unique=True)
+    partnership = models.CharField(max_length=128)
+    snapshot_id = models.PositiveIntegerField()
+    remote_entity_id = models.CharField(max_length=1024)
+    name_id = models.CharField(max_length=1024)
+    name_id_format = models.CharField(max_length=255, blank=True)
+    session_index = models.CharField(max_length=128, blank=True)
+    username = models.CharField(max_length=255, blank=True)
+    directory = models.CharField(max_length=100, blank=True)
+    user_dn = models.CharField(max_length=1024, blank=True)
+    authn_class = models.CharField(max_length=255, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    idle_expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["remote_entity_id", "session_index"], name="sp_session_by_index")]
+
+    def __str__(self):
+        return f"{self.username or self.name_id} via {self.partnership}"

@@ -106,7 +106,9 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The web process, the worker and beat share one SQLite file in the embedded mode.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # WAL lets readers run beside the one writer; synchronous=NORMAL is still crash-safe in WAL mode and makes each
+    # small commit (a replay-cache entry, a session) cheap.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -202,11 +204,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "federation.tasks.prune_trace_lines",
         "schedule": 3600.0,
     },
+    "replay-cache-sweep": {
+        "task": "federation.tasks.sweep_replay_cache",
+        "schedule": 300.0,
+    },
     "metadata-refresh": {
         "task": "entities.tasks.refresh_metadata_sources",
         "schedule": float(env("METADATA_REFRESH_CHECK_SECONDS", "600")),
     },
 }
+# Replay cache of accepted assertion IDs (federation/replay.py): "database" (default) or "redis" (needs REDIS_URL).
+REPLAY_CACHE_BACKEND = env("REPLAY_CACHE_BACKEND", "database")
+REPLAY_CACHE_REDIS_PREFIX = env("REPLAY_CACHE_REDIS_PREFIX", "federation:replay:")
+
 # Metadata import: largest upload or download accepted, and the CA bundle for https sources (empty: system's).
 METADATA_MAX_UPLOAD_BYTES = int(env("METADATA_MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 METADATA_CA_BUNDLE = env("METADATA_CA_BUNDLE", "")

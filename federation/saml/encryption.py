@@ -15,6 +15,7 @@ the plaintext goes through the hardened `parse_xml`, like every other inbound XM
 import base64
 import binascii
 import os
+from functools import lru_cache
 from xml.sax.saxutils import quoteattr
 
 import xmlsec
@@ -113,7 +114,9 @@ def encrypt(element, certificate, algorithm=AES256_GCM, key_transport=RSA_OAEP_M
         raise EncryptionError(f"the partner's RSA key has {public_key.key_size} bits; at least {MIN_RSA_KEY_BITS} are required")
 
     size, transform, key_data, _ = _BLOCK[algorithm]
-    holder = etree.Element(qname(NS_XENC, "Holder"))
+    # A holder outside the xenc namespace: under an xenc element lxml would drop an inner EncryptedID's own
+    # xmlns:xenc declaration, and the plaintext would not parse on its own after decryption.
+    holder = etree.Element("holder")
     plaintext = reparse(element)
     holder.append(plaintext)
     encrypted_data = xmlsec.template.encrypted_data_create(holder, transform, type=xmlsec.EncryptionType.ELEMENT, ns="xenc")
@@ -125,9 +128,7 @@ def encrypt(element, certificate, algorithm=AES256_GCM, key_transport=RSA_OAEP_M
         etree.SubElement(method, qname(NS_DS, "DigestMethod"), Algorithm=SHA1)
     xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
 
-    manager = xmlsec.KeysManager()
-    manager.add_key(xmlsec.Key.from_memory(certificate_pem(certificate), xmlsec.KeyFormat.CERT_PEM, None))
-    context = xmlsec.EncryptionContext(manager)
+    context = xmlsec.EncryptionContext(_keys_manager(certificate_pem(certificate)))
     context.key = xmlsec.Key.generate(key_data, size * 8, xmlsec.KeyDataType.SESSION)
     try:
         result = context.encrypt_xml(encrypted_data, plaintext)
@@ -136,6 +137,14 @@ def encrypt(element, certificate, algorithm=AES256_GCM, key_transport=RSA_OAEP_M
     # A fresh parse: nodes xmlsec builds in C do not use the document's name dictionary, and
     # lxml's find()/iter() would not match them by tag.
     return reparse(result)
+
+
+@lru_cache(maxsize=256)
+def _keys_manager(certificate_pem_text):
+    """One xmlsec key manager per partner certificate: building one costs far more than encrypting an assertion."""
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_memory(certificate_pem_text, xmlsec.KeyFormat.CERT_PEM, None))
+    return manager
 
 
 def _encrypt_wrapped(element, wrapper, certificate, algorithm, key_transport):

@@ -612,8 +612,8 @@ def signing_material(entry, algorithm="", now=None):
 def check_partnership_name(name):
     """The partnership name an entity-level export is for: letters, digits, '_', '-', '.'; new.
 
-    Partnerships are not stored yet; once the partnerships app has a Partnership model with a
-    `name`, an existing name is refused here (the reference product asks for a new name)."""
+    An existing partnership's name is refused (the reference product asks for a new name; an existing
+    partnership exports its own metadata, partnerships.metadata)."""
     name = (name or "").strip()
     if not name:
         raise MetadataExportError("Enter the name of the new partnership this metadata is for.", "partnership_name")
@@ -622,13 +622,9 @@ def check_partnership_name(name):
             f"Use only letters, digits, '_', '-' and '.' in a partnership name (at most {PARTNERSHIP_NAME_MAX}, no spaces).",
             "partnership_name",
         )
-    from django.apps import apps
+    from partnerships.models import Partnership
 
-    try:
-        partnership_model = apps.get_model("partnerships", "Partnership")
-    except LookupError:
-        partnership_model = None
-    if partnership_model is not None and partnership_model.objects.filter(name__iexact=name).exists():
+    if Partnership.objects.filter(name__iexact=name).exists():
         raise MetadataExportError(
             f"A partnership named '{name}' already exists; entity-level export is for a new partnership. "
             "Export from that partnership instead.",

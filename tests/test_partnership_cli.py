@@ -134,7 +134,7 @@ def test_refusals_and_usage_mistakes_as_processes(second_database):
     assert done.stderr.splitlines() == [
         f"{bad}: entities[0].colour: unknown field",
         f"{bad}: partnerships[0].settings.configure.skew_seconds: must be a whole number (not “soon”)",
-        f"CommandError: {bad} was refused: 2 problem(s); nothing was changed.",
+        f"error: {bad} was refused: 2 problem(s); nothing was changed.",
     ]
     (folder / "not.yaml").write_text("format: [federation-config\n")
     done = manage(env, "fedconfig", "apply", str(folder / "not.yaml"))

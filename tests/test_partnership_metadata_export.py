@@ -713,10 +713,10 @@ def test_cli_partnership_option_as_a_real_process(idp_to_sp, tmp_path):
     idp = one(root, "md:IDPSSODescriptor")
     assert idp.get("WantAuthnRequestsSigned") == "true"
     assert [s[0] for s in services_of(idp, "SingleSignOnService")] == [c.BINDING_HTTP_POST]
-    # Errors: one line on stderr (Django prints a CommandError raised while running as "CommandError: ..."), exit 1.
+    # Errors: one line on stderr (Django prints a CommandError raised while running as "error: ..."), exit 1.
     done = manage(env, "metadata_export", "--partnership", "nope")
-    assert (done.returncode, done.stdout, done.stderr.strip()) == (1, "", "CommandError: No partnership is named 'nope'.")
+    assert (done.returncode, done.stdout, done.stderr.strip()) == (1, "", "error: No partnership is named 'nope'.")
     done = manage(env, "metadata_export")
     assert done.returncode == 1 and done.stderr.strip() == (
-        "CommandError: Name what to export: --entity NAME (an entity) or --partnership NAME (an existing partnership)."
+        "error: Name what to export: --entity NAME (an entity) or --partnership NAME (an existing partnership)."
     )

@@ -207,6 +207,9 @@ class AuditEvent(models.Model):
         CREATE = "create"
         UPDATE = "update"
         DELETE = "delete"
+        ACTIVATE = "activate"
+        DEACTIVATE = "deactivate"
+        GET_UPDATES = "get updates"
         OTHER = "other"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)

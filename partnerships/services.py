@@ -490,7 +490,7 @@ def get_updates(partnership):
         refresh_entity_data=True,
     )
     audit.record(
-        "partnership.get_updates",
+        "get updates",
         partnership,
         changes={f"{side} entity {field}": [old, new] for side, field, old, new in changes},
         summary=f"Copied {len(changes)} entity change(s) into the partnership",
@@ -562,7 +562,7 @@ def _freeze(partnership):
     partnership.activated_at = timezone.now()
     partnership.problems = []
     partnership.save(update_fields=["state", "activated_at", "problems", "updated_at"])
-    audit.record("partnership.activate", partnership, summary=f"Activated snapshot v{version} (sha256 {snapshot.digest[:16]}…)")
+    audit.record("activate", partnership, summary=f"Activated snapshot v{version} (sha256 {snapshot.digest[:16]}…)")
     transaction.on_commit(lambda: _snapshot_changed(partnership))
     return snapshot
 
@@ -578,7 +578,7 @@ def deactivate(partnership):
         partnership.snapshots.filter(current=True).update(current=False)
         partnership.state = PartnershipState.INACTIVE
         partnership.save(update_fields=["state", "updated_at"])
-        audit.record("partnership.deactivate", partnership, summary="Deactivated; the runtime no longer serves it")
+        audit.record("deactivate", partnership, summary="Deactivated; the runtime no longer serves it")
         transaction.on_commit(lambda: _snapshot_changed(partnership))
     return partnership
 

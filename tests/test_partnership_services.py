@@ -142,7 +142,7 @@ def test_activate_freezes_a_snapshot_and_blocks_changes(make_partnership, saml2_
         services.delete_partnership(partnership)
     with pytest.raises(PartnershipError, match="only a Defined or Inactive partnership can be activated"):
         services.activate(partnership)
-    assert AuditEvent.objects.filter(action="partnership.activate", object_repr="idp-to-sp").count() == 1
+    assert AuditEvent.objects.filter(action="activate", object_repr="idp-to-sp").count() == 1
 
 
 def test_snapshot_rows_are_immutable(make_partnership, saml2_idp_sp):
@@ -213,7 +213,7 @@ def test_entity_changes_show_and_get_updates_copies_them(make_partnership, saml2
     assert services.entity_changes(partnership) == []
     assert partnership.entity_data["remote"]["name_id_formats"] == []
     assert not services.with_update_flag(Partnership.objects.filter(pk=partnership.pk)).get().entity_updated
-    assert AuditEvent.objects.filter(action="partnership.get_updates").count() == 1
+    assert AuditEvent.objects.filter(action="get updates").count() == 1
 
 
 def test_get_updates_refused_while_active(make_partnership, saml2_idp_sp):

@@ -3,8 +3,10 @@ Celery tasks share.
 
 Reading and verifying a document is entities.metadata_parser (pure); downloading is
 entities.metadata_fetch. This module turns what was read into entities through
-entities.entity_services (`create_entity` / `update_entity`, the one write path with every rule
-and the audit log) and certificates through entities.services (`import_trusted_certificate`).
+entities.entity_services (`create_entity` / `update_entity`, every rule and the audit log) and
+certificates through entities.services (`import_trusted_certificate`). A bulk import writes its new
+entities in batches instead: each checked with the same rules (`check_new_entity`), then written
+together (`create_entities`, bulk inserts) with one audit event per batch; see `_import_batch`.
 
 Operations (reference F5.8): create a remote entity, update an existing remote entity, create a
 local entity. One import is atomic: the certificates, the entity with its rows, the source link
@@ -31,8 +33,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from entities import entity_services, metadata_parser, services
@@ -89,6 +93,9 @@ MIN_REFRESH = timedelta(minutes=5)
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
 KEEP_JOBS_FOR = timedelta(days=2)
 REFRESH_LEASE = timedelta(minutes=30)
+BULK_BATCH_SIZE = 500  # entities written per transaction by a bulk import
+IN_QUERY_SIZE = 500  # values per IN (…) lookup, well under SQLite's limit of 999 parameters
+AUDIT_NAMES = 100  # entity names listed in a bulk import batch's audit event
 
 
 class MetadataImportError(Exception):
@@ -359,10 +366,15 @@ def _row_uses(use, entity_type):
 
 
 class _KeystoreIndex:
-    """Keystore entries by fingerprint (certificates that can be reused), cached for one run."""
+    """Keystore entries by fingerprint (certificates that can be reused), loaded once per run (one query).
+
+    A bulk import adds the entries a batch is about to store as *pending*, so the batch's later
+    entities reuse them; they become part of the index when the batch commits and are forgotten
+    when it rolls back."""
 
     def __init__(self):
         self._entries = None
+        self._pending = {}
 
     def get(self, fingerprints):
         if self._entries is None:
@@ -372,11 +384,32 @@ class _KeystoreIndex:
             ).only("id", "alias", "kind", "fingerprint_sha256")
             for entry in rows.order_by("kind", "alias"):
                 self._entries.setdefault(entry.fingerprint_sha256, entry)
-        return {fingerprint: self._entries[fingerprint] for fingerprint in fingerprints if fingerprint in self._entries}
+        found = {}
+        for fingerprint in fingerprints:
+            entry = self._entries.get(fingerprint) or self._pending.get(fingerprint)
+            if entry is not None:
+                found[fingerprint] = entry
+        return found
 
     def add(self, entry):
         if self._entries is not None:
             self._entries.setdefault(entry.fingerprint_sha256, entry)
+
+    def add_pending(self, entry):
+        self._pending.setdefault(entry.fingerprint_sha256, entry)
+
+    def forget_unsaved(self):
+        """Drop pending entries that were not stored (no entity of the batch kept them)."""
+        self._pending = {fingerprint: entry for fingerprint, entry in self._pending.items() if entry.pk is not None}
+
+    def commit(self):
+        for entry in self._pending.values():
+            if entry.pk is not None:
+                self.add(entry)
+        self._pending = {}
+
+    def discard(self):
+        self._pending = {}
 
 
 def certificate_rows(data, entity_type, now=None, keystore_index=None, problems_cache=None):
@@ -962,7 +995,7 @@ def derive_entity_name(entity_id):
 
 def unique_entity_name(base):
     name, number = base, 2
-    while Entity.objects.filter(name__iexact=name).exists():
+    while Entity.objects.named(name).exists():
         name, number = f"{base[:90]}-{number}", number + 1
     return name
 
@@ -1033,7 +1066,7 @@ def bulk_import(
     trust_entry=None,
     allow_unsigned=False,
     update_existing=True,
-    batch_size=200,
+    batch_size=BULK_BATCH_SIZE,
     refresh_interval=None,
     progress=None,
     now=None,
@@ -1041,11 +1074,13 @@ def bulk_import(
     """Import every entity of an aggregate that `bulk_filter` matches, as remote entities.
 
     Two passes over the document: the first reads and verifies all of it (nothing is stored if the
-    document is refused); the second imports the matching entities in transactions of
-    `batch_size`, each entity on its own (a bad one is reported and skipped, the rest go on), and
-    checks that each entity is exactly what the first pass verified. Certificates are imported under
-    `<entity name>-<usage>-<fingerprint>` aliases, or reused when the keystore already has them.
-    `progress(phase, done, total)` is called as it goes. Returns a BulkResult."""
+    document is refused); the second checks that each entity is exactly what the first pass
+    verified and imports the matching entities in batches of `batch_size`, one transaction per
+    batch (see `_import_batch`): every entity is checked with the rules of a hand-made one, a bad
+    one is reported and skipped, and the good ones are written together with one audit event that
+    names them. Certificates are stored as `<entity name>-<usage>-<fingerprint>`, or reused when
+    the keystore already has them. `progress(phase, done, total)` is called as it goes. Returns a
+    BulkResult."""
     now = _now(now)
     if trust is None and trust_entry is not None:
         trust = trust_anchor(trust_entry)
@@ -1097,24 +1132,14 @@ def bulk_import(
         _bulk_audit(source_row, bulk_filter, result)
         return result
 
-    keystore_index = _KeystoreIndex()
-    problems_cache = {}
-    known = _KnownEntities()
+    run = _BulkRun(bulk_filter, source_row, update_existing, now, result)
     batch = []
     done = [0]
 
     def flush():
         if not batch:
             return
-        with transaction.atomic():
-            applied = []
-            for data in batch:
-                entity = _bulk_one(
-                    data, bulk_filter, result, source_row, update_existing, keystore_index, problems_cache, known, now
-                )
-                if entity is not None:
-                    applied.append(entity.pk)
-            link_entities(applied, source_row, now)
+        _import_batch(run, batch)
         done[0] += len(batch)
         batch.clear()
         if progress:
@@ -1136,75 +1161,349 @@ def bulk_import(
 
 
 class _KnownEntities:
-    """Remote entity IDs and entity names already in use, loaded once per bulk run (two queries instead
-    of two per entity); create_entity still checks both again before it writes."""
+    """Entity names in use, loaded once per bulk run (one query), so derived names are unique without a
+    query per entity. Names a batch takes are pending until it commits. The entity checks still look
+    at the database, so a name taken meanwhile by someone else is reported, never duplicated."""
 
     def __init__(self):
-        self.remote = dict(Entity.objects.filter(location=Location.REMOTE).values_list("entity_id", "pk"))
         self.names = {name.lower() for name in Entity.objects.values_list("name", flat=True)}
-
-    def existing(self, entity_id):
-        pk = self.remote.get(entity_id)
-        return Entity.objects.filter(pk=pk).first() if pk is not None else None
+        self.pending = set()
 
     def unique_name(self, base):
         name, number = base, 2
-        while name.lower() in self.names:
+        while name.lower() in self.names or name.lower() in self.pending:
             name, number = f"{base[:90]}-{number}", number + 1
+        self.pending.add(name.lower())
         return name
 
-    def add(self, entity):
-        self.remote[entity.entity_id] = entity.pk
-        self.names.add(entity.name.lower())
+    def commit(self, created):
+        """The batch committed: the names of the entities it created are taken from now on."""
+        self.names |= {entity.name.lower() for entity in created}
+        self.pending = set()
+
+    def discard(self):
+        self.pending = set()
 
 
-def _bulk_one(data, bulk_filter, result, source_row, update_existing, keystore_index, problems_cache, known, now):
-    """Import one entity of a bulk run; returns the Entity, or None when it was skipped or failed
-    (then nothing of it was written: apply_plan is atomic)."""
-    entity_type = bulk_filter.entity_type_for(data)
-    existing = known.existing(data.entity_id)
-    if existing is not None and (not update_existing or existing.entity_type != entity_type):
-        result.skipped += 1
-        return None
-    name = existing.name if existing is not None else known.unique_name(derive_entity_name(data.entity_id))
+@dataclass
+class _BulkRun:
+    """What a bulk import carries from one batch to the next."""
+
+    bulk_filter: BulkFilter
+    source_row: MetadataSource
+    update_existing: bool
+    now: datetime
+    result: BulkResult
+    keystore_index: _KeystoreIndex = field(default_factory=_KeystoreIndex)
+    known: _KnownEntities = field(default_factory=_KnownEntities)
+    problems_cache: dict = field(default_factory=dict)  # certificate base64 → problem ('' when valid)
+    first_position: dict = field(default_factory=dict)  # entity ID → position of its first EntityDescriptor
+    batches: int = 0
+
+
+@dataclass
+class _NewEntity:
+    """An entity of a batch that does not exist yet: its metadata, plan, certificate rows and checked rows."""
+
+    data: EntityData
+    plan: ImportPlan
+    rows: list  # CertificateRow
+    checked: entity_services.CheckedEntity | None = None
+
+
+@dataclass
+class _BatchOutcome:
+    created: list = field(default_factory=list)  # Entity
+    updated: list = field(default_factory=list)  # Entity
+    errors: list = field(default_factory=list)  # (EntityData, message)
+    certificates: list = field(default_factory=list)  # aliases of the keystore entries stored
+
+
+def _import_batch(run, batch):
+    """Import one batch (EntityData that pass the filter) in one transaction.
+
+    New entities are planned and checked one by one with every rule of create_entity
+    (entity_services.check_new_entity), then written together: their new certificates, the entities,
+    endpoints and attributes with bulk_create, and one audit event naming them. Entities that already
+    exist are updated one by one (update_entity: each changed row keeps its audit diff). An entity
+    that breaks a rule is reported and left out; the rest of the batch goes on. Should the batch
+    write fail anyway (say, a name someone took in the meantime), the batch is rolled back and
+    written again one entity at a time, so one bad row cannot lose the others."""
+    run.batches += 1
+    creates, updates = _sort_batch(run, batch)
     try:
-        rows = certificate_rows(data, entity_type, now, keystore_index, problems_cache)
-        aliases = {}
-        for row in rows:
-            if row.problem:
-                continue
-            if row.existing is not None:
-                aliases[row.number] = row.existing.alias
-                continue
-            usage = "-".join(sorted(row.uses, reverse=True))
-            aliases[row.number] = f"{name[:60]}-{usage}-{row.data.fingerprint.replace(':', '')[:8].lower()}"
-        plan = plan_entity(
-            data,
-            operation=UPDATE_REMOTE if existing is not None else CREATE_REMOTE,
-            entity_type=entity_type,
-            name=name,
-            target=existing,
-            certificate_aliases=aliases,
-            now=now,
-            keystore_index=keystore_index,
-            problems_cache=problems_cache,
-        )
-        entity = apply_plan(plan, source=source_row, now=now, audit_summary=False, link=False)
-    except MetadataImportError as exc:
-        result.error(data, "; ".join(exc.messages))
-        return None
+        with transaction.atomic():
+            outcome = _write_batch(run, creates, updates)
+            _batch_audit(run, outcome)
     except DatabaseError as exc:
-        result.error(data, f"database error: {exc}")
-        return None
+        run.keystore_index.discard()
+        run.known.discard()
+        log.warning(
+            "bulk metadata import: batch %d could not be written at once (%s); writing its entities one at a time",
+            run.batches,
+            exc,
+            extra={"checkpoint": "METADATA_BULK_BATCH_RETRY"},
+        )
+        with transaction.atomic():
+            outcome = _write_one_by_one(run, creates, updates)
+            _batch_audit(run, outcome)
+    except BaseException:
+        run.keystore_index.discard()
+        run.known.discard()
+        raise
+    run.keystore_index.commit()
+    run.known.commit(outcome.created)
+    run.result.created += len(outcome.created)
+    run.result.updated += len(outcome.updated)
+    for data, message in outcome.errors:
+        run.result.error(data, message)
+    log.info(
+        "bulk metadata import batch %d: %d created, %d updated, %d failed",
+        run.batches,
+        len(outcome.created),
+        len(outcome.updated),
+        len(outcome.errors),
+        extra={"checkpoint": "METADATA_BULK_BATCH"},
+    )
+
+
+def _sort_batch(run, batch):
+    """(EntityData to create, [(EntityData, Entity to update)]); the remote entities with the batch's
+    entity IDs are fetched in one query. An entity ID listed twice in the document is imported
+    from its first EntityDescriptor only; the later ones are reported."""
+    ids = sorted({data.entity_id for data in batch})
+    existing = {}
+    for start in range(0, len(ids), IN_QUERY_SIZE):
+        chunk = ids[start : start + IN_QUERY_SIZE]
+        existing.update(
+            (entity.entity_id, entity) for entity in Entity.objects.filter(location=Location.REMOTE, entity_id__in=chunk)
+        )
+    creates, updates = [], []
+    for data in batch:
+        first = run.first_position.setdefault(data.entity_id, data.position)
+        if first != data.position:
+            run.result.error(
+                data, f"The document lists this entity ID again (first as entity #{first}); only the first one is imported."
+            )
+            continue
+        target = existing.get(data.entity_id)
+        if target is None:
+            creates.append(data)
+        elif not run.update_existing or target.entity_type != run.bulk_filter.entity_type_for(data):
+            run.result.skipped += 1
+        else:
+            updates.append((data, target))
+    return creates, updates
+
+
+def _write_batch(run, creates, updates):
+    outcome = _BatchOutcome()
+    planned = []
+    for data in creates:
+        try:
+            planned.append(_plan_new(run, data))
+        except MetadataImportError as exc:
+            outcome.errors.append((data, "; ".join(exc.messages)))
+    checked = []
+    for item in planned:
+        try:
+            item.checked = entity_services.check_new_entity(
+                _service_values(item.plan), item.plan.endpoints or (), item.plan.attributes or ()
+            )
+        except EntityError as error:
+            outcome.errors.append((item.data, "; ".join(_entity_error(error).messages)))
+            continue
+        checked.append(item)
+    entries = _name_new_certificates(run, checked, outcome)
+    KeystoreEntry.objects.bulk_create(entries)
+    run.keystore_index.forget_unsaved()
+    outcome.certificates += [entry.alias for entry in entries]
+    for item in checked:
+        entity = item.checked.entity
+        entity.metadata_source, entity.metadata_revision, entity.metadata_updated_at = run.source_row, 1, run.now
+    outcome.created = entity_services.create_entities([item.checked for item in checked])
+    for data, target in updates:
+        try:
+            with transaction.atomic():
+                outcome.updated.append(_apply_one(run, data, target, outcome))
+        except MetadataImportError as exc:
+            outcome.errors.append((data, "; ".join(exc.messages)))
+        except DatabaseError as exc:
+            outcome.errors.append((data, f"database error: {exc}"))
+    link_entities([entity.pk for entity in outcome.updated], run.source_row, run.now)
+    return outcome
+
+
+def _plan_new(run, data):
+    """Plan a new entity of a batch: a unique name derived from its entity ID and every valid
+    certificate, reused from the keystore or, when new, as a pending (unsaved) keystore entry."""
+    entity_type = run.bulk_filter.entity_type_for(data)
+    name = run.known.unique_name(derive_entity_name(data.entity_id))
+    rows = certificate_rows(data, entity_type, run.now, run.keystore_index, run.problems_cache)
+    for row in rows:
+        if not row.problem and not run.keystore_index.get({row.data.fingerprint}):
+            entry = KeystoreEntry(alias="", kind=KeystoreEntry.Kind.TRUSTED_CERTIFICATE)
+            try:
+                entry.apply_certificate(row.data.certificate)
+            except ValueError as exc:  # e.g. a key type or an extension the cryptography library cannot read
+                raise MetadataImportError(f"Certificate #{row.number} ({row.issued_to}) cannot be stored: {exc}") from None
+            run.keystore_index.add_pending(entry)
+    plan = plan_entity(
+        data,
+        operation=CREATE_REMOTE,
+        entity_type=entity_type,
+        name=name,
+        certificate_aliases={row.number: "" for row in rows if not row.problem},  # every one is in the index now
+        now=run.now,
+        keystore_index=run.keystore_index,
+        problems_cache=run.problems_cache,
+    )
+    return _NewEntity(data, plan, rows)
+
+
+def _bulk_alias(name, row):
+    usage = "-".join(sorted(row.uses, reverse=True))
+    return f"{name[:60]}-{usage}-{row.data.fingerprint.replace(':', '')[:8].lower()}"
+
+
+def _name_new_certificates(run, items, outcome):
+    """The pending keystore entries the checked entities use, each named after the first entity (in
+    document order) that lists it, `<entity name>-<usage>-<fingerprint8>` as a one-by-one import
+    names it. The names are checked against the keystore in one query; an entity whose certificate
+    name is taken is reported and left out (as check_new_alias would refuse it), and the certificate
+    goes to the next entity that lists it. Removes such entities from `items`."""
+    alias_field = KeystoreEntry._meta.get_field("alias")
+    while True:
+        owners = {}  # fingerprint → (item, alias)
+        for item in items:
+            by_number = {row.number: row for row in item.rows}
+            for choice in item.plan.certificates:
+                if choice.existing.pk is None and choice.data.fingerprint not in owners:
+                    owners[choice.data.fingerprint] = (item, _bulk_alias(item.plan.values["name"], by_number[choice.rows[0]]))
+        wanted = {}
+        refused = {}  # id(item) → (item, message)
+        for item, alias in owners.values():
+            try:
+                alias_field.run_validators(alias)
+            except ValidationError:
+                refused[id(item)] = (item, _alias_problem(alias))
+                continue
+            if alias.lower() in wanted:
+                refused[id(item)] = (item, f"An entry with the alias '{alias}' already exists.")
+            wanted[alias.lower()] = alias
+        names = list(wanted)
+        for start in range(0, len(names), IN_QUERY_SIZE):
+            taken = (
+                KeystoreEntry.objects.annotate(lower_alias=Lower("alias"))
+                .filter(lower_alias__in=names[start : start + IN_QUERY_SIZE])
+                .values_list("lower_alias", flat=True)
+            )
+            for lower_alias in taken:
+                for item, alias in owners.values():
+                    if alias.lower() == lower_alias:
+                        refused[id(item)] = (item, _alias_problem(alias))
+        if not refused:
+            break
+        for item, message in refused.values():
+            outcome.errors.append((item.data, message))
+            items.remove(item)
+    entries = []
+    for fingerprint, (_item, alias) in owners.items():
+        entry = run.keystore_index.get({fingerprint})[fingerprint]
+        entry.alias = alias
+        entries.append(entry)
+    for item in items:
+        for choice in item.plan.certificates:
+            choice.alias = choice.existing.alias
+    return entries
+
+
+def _alias_problem(alias):
+    """What check_new_alias says about an alias it refuses."""
+    try:
+        services.check_new_alias(alias)
+    except KeystoreError as exc:
+        return exc.message
+    return f"An entry with the alias '{alias}' already exists."
+
+
+def _write_one_by_one(run, creates, updates):
+    """The batch again, each entity on its own (apply_plan, in a savepoint), after its bulk write failed."""
+    outcome = _BatchOutcome()
+    targets = {id(data): target for data, target in updates}  # EntityData is not hashable
+    for data in sorted([*creates, *(data for data, _target in updates)], key=lambda item: item.position):
+        target = targets.get(id(data))
+        try:
+            with transaction.atomic():
+                entity = _apply_one(run, data, target, outcome)
+        except MetadataImportError as exc:
+            outcome.errors.append((data, "; ".join(exc.messages)))
+            continue
+        except DatabaseError as exc:
+            outcome.errors.append((data, f"database error: {exc}"))
+            continue
+        (outcome.updated if target is not None else outcome.created).append(entity)
+    link_entities([entity.pk for entity in outcome.created + outcome.updated], run.source_row, run.now)
+    return outcome
+
+
+def _apply_one(run, data, target, outcome):
+    """Import one entity of a bulk run through apply_plan (create_entity / update_entity, each row with
+    its own audit event): how existing entities are updated, and how a batch is written when its
+    bulk write failed. Returns the Entity; raises MetadataImportError or DatabaseError."""
+    entity_type = run.bulk_filter.entity_type_for(data)
+    name = target.name if target is not None else run.known.unique_name(derive_entity_name(data.entity_id))
+    rows = certificate_rows(data, entity_type, run.now, run.keystore_index, run.problems_cache)
+    aliases = {
+        row.number: row.existing.alias if row.existing is not None else _bulk_alias(name, row) for row in rows if not row.problem
+    }
+    plan = plan_entity(
+        data,
+        operation=UPDATE_REMOTE if target is not None else CREATE_REMOTE,
+        entity_type=entity_type,
+        name=name,
+        target=target,
+        certificate_aliases=aliases,
+        now=run.now,
+        keystore_index=run.keystore_index,
+        problems_cache=run.problems_cache,
+    )
+    entity = apply_plan(plan, source=run.source_row, now=run.now, audit_summary=False, link=False)
     for choice in plan.certificates:
         if choice.existing is None:
-            keystore_index.add(KeystoreEntry.objects.only("id", "alias", "kind", "fingerprint_sha256").get(alias=choice.alias))
-    known.add(entity)
-    if existing is not None:
-        result.updated += 1
-    else:
-        result.created += 1
+            run.keystore_index.add_pending(
+                KeystoreEntry.objects.only("id", "alias", "kind", "fingerprint_sha256").get(alias=choice.alias)
+            )
+            outcome.certificates.append(choice.alias)
     return entity
+
+
+def _batch_audit(run, outcome):
+    """One audit event per batch: how many entities were created and updated, and their names."""
+    created = [entity.name for entity in outcome.created]
+    updated = [entity.name for entity in outcome.updated]
+    if not created and not updated:
+        return
+    location = run.source_row.location
+    names = created + updated
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    audit.record(
+        "other",
+        object_type=Entity._meta.label,
+        object_repr=f"{len(names)} entities from {location}",
+        summary=f"bulk import, batch {run.batches}: {len(created)} created, {len(updated)} updated, "
+        f"{len(outcome.errors)} failed: {shown}",
+        changes={
+            "metadata_source": location,
+            "batch": run.batches,
+            "created_count": len(created),
+            "created": created[:AUDIT_NAMES],
+            "updated_count": len(updated),
+            "updated": updated[:AUDIT_NAMES],
+            "certificates_stored": outcome.certificates[:AUDIT_NAMES],
+            "failed": [{"entity_id": data.entity_id, "message": message} for data, message in outcome.errors[:20]],
+        },
+    )
 
 
 def _bulk_audit(source_row, bulk_filter, result):

@@ -503,8 +503,6 @@ class EntityQuerySet(models.QuerySet):
 class Entity(Audited, models.Model):
     """A federation party: local (this site) or remote (a partner), of one of six types."""
 
-    objects = EntityQuerySet.as_manager()
-
     Location = Location
     Type = EntityType
     TokenType = SamlTokenType
@@ -636,6 +634,8 @@ class Entity(Audited, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = EntityQuerySet.as_manager()
 
     audit_ignore_fields = ("updated_at",)
     # Fields clean() checks completely (with its own messages); Django's generic field checks skip them.

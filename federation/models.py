@@ -413,3 +413,28 @@ class SpSession(models.Model):
 
     def __str__(self):
         return f"{self.username or self.name_id} via {self.partnership}"
+
+
+class SloTransaction(models.Model):
+    """A single logout in progress that spans several HTTP requests (federation/slo_runtime.py).
+
+    As IdP: who started it and how to answer them, the participants still to be told over the front channel, and
+    which ones failed. As SP: the LogoutRequest we sent to the IdP, so its LogoutResponse finds where to send the
+    user. `waiting_for` is the ID of the LogoutRequest whose answer continues it; claiming it is a conditional UPDATE,
+    so one answer continues the logout exactly once, on whichever web node it arrives."""
+
+    class Role(models.TextChoices):
+        IDP = "idp", "Identity provider"
+        SP = "sp", "Service provider"
+
+    key = models.CharField(max_length=64, unique=True, help_text="Random identifier of the logout.")
+    role = models.CharField(max_length=8, choices=Role.choices)
+    saml_id = models.CharField(max_length=128, blank=True, help_text="SAML transaction ID for the trace.")
+    waiting_for = models.CharField(max_length=128, blank=True, db_index=True)
+    partnership = models.CharField(max_length=128, blank=True, help_text="The partnership the logout started from.")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.role} logout {self.saml_id or self.key}"

@@ -112,3 +112,20 @@ def local_service_urls(base_url: str, protocol: str, role: str, entity_name: str
             url("Sign-out cleanup", dispatcher + "?wa=wsignoutcleanup1.0", "the IP calls it to end the RP session"),
         ]
     return []
+
+
+# --- IdP runtime: this site's own pages around SAML 2.0 SSO as an identity provider ------------------------------
+# Not partner endpoints (they never appear in metadata): the login page users without a session are sent to, and the
+# consent page. Both live under the runtime prefix so the FEDSESSION cookie (path /affwebservices/) reaches them.
+IDP_LOGIN = f"{PUBLIC}/login"
+IDP_CONSENT = f"{PUBLIC}/consent"
+
+
+# --- SP runtime ------------------------------------------------------------------------------------------------------
+# Our additions beside the SAML 2.0 SP's AuthnRequest service and ACS (docs/sp-runtime.md): the endpoint a reverse
+# proxy asks whether a request has an SP session (nginx auth_request; it answers with the identity headers), the
+# site-selection page that lists the IdPs a browser has used (IdP discovery), and where a provisioning application
+# sends the user back (the ACS takes that return too, as in the reference).
+SAML2_SP_SESSION_CHECK = f"{PUBLIC}/saml2spsessioncheck"
+SAML2_SP_SITE_SELECTION = f"{PUBLIC}/saml2siteselection"
+SAML2_SP_PROVISIONING_RETURN = f"{PUBLIC}/saml2provisioningreturn"

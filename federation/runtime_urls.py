@@ -7,7 +7,7 @@ Routes are written as runtime_paths constants minus the mount point, so the URL 
 given (`local_service_urls`) and the URL served are the same string by construction.
 """
 
-from django.urls import path
+from django.urls import include, path
 
 from federation import runtime_paths
 from federation.views import runtime_metadata
@@ -24,4 +24,8 @@ def route(runtime_path):
 
 urlpatterns = [
     path(route(runtime_paths.SAML2_METADATA) + "<str:entity_name>", runtime_metadata.saml2_metadata, name="saml2_metadata"),
+    path("", include("federation.sp_urls")),  # the SAML 2.0 SP runtime (federation/sp_urls.py)
+    path("", include("federation.idp_urls")),  # the SAML 2.0 IdP runtime (federation/idp_urls.py)
+    path("", include("federation.nid_urls")),  # name-ID management: SOAP endpoint and job API (federation/nid_urls.py)
+    path("", include("federation.slo_urls")),  # SAML 2.0 single logout, both roles (federation/slo_urls.py)
 ]

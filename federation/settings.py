@@ -204,10 +204,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "federation.tasks.prune_trace_lines",
         "schedule": 3600.0,
     },
-    "replay-cache-sweep": {
-        "task": "federation.tasks.sweep_replay_cache",
-        "schedule": 300.0,
-    },
+    # The runtime's shared state expires; these remove what is past its time.
+    "replay-cache-sweep": {"task": "federation.tasks.sweep_replay_cache", "schedule": 300.0},
+    "idp-state-sweep": {"task": "federation.tasks.sweep_idp_runtime_state", "schedule": 300.0},
+    "sp-state-sweep": {"task": "federation.tasks.sweep_sp_state", "schedule": 300.0},
+    "slo-state-sweep": {"task": "federation.tasks.sweep_slo_state", "schedule": 300.0},
     "metadata-refresh": {
         "task": "entities.tasks.refresh_metadata_sources",
         "schedule": float(env("METADATA_REFRESH_CHECK_SECONDS", "600")),

@@ -122,3 +122,67 @@ class TraceStoreHandler(logging.Handler):
             pass
         finally:
             self._guard.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# SAML transaction IDs. One federation transaction (an AuthnRequest, its login page, the Response) spans several HTTP
+# requests, each with its own transaction ID. Binding the SAML ID (the AuthnRequest or Response ID) to the current
+# request stores a link line under the SAML ID that names the request's transaction ID, so the console's search finds
+# the SAML transaction by either ID; `saml_transaction_id()` lets runtime log lines carry the SAML ID as well.
+
+# (request transaction ID, SAML transaction ID): keyed by the request's ID, so a worker thread that serves the next
+# request never sees the previous request's binding even though nothing resets this variable.
+_saml_binding = contextvars.ContextVar("saml_transaction_binding", default=("", ""))
+SAML_TRANSACTION_CHECKPOINT = "SAML_TRANSACTION"
+
+
+def saml_transaction_id():
+    """The SAML transaction ID bound to the current request, or ""."""
+    txid, saml_id = _saml_binding.get()
+    return saml_id if txid == current_transaction_id() else ""
+
+
+def bind_saml_transaction(saml_id, note=""):
+    """Map the SAML transaction ID `saml_id` to the current per-request transaction ID.
+
+    Stores one trace line under the SAML ID ("served by request transaction …") and logs one line in the request's
+    transaction naming the SAML ID. Binding the same ID twice in one request does nothing. Returns the SAML ID.
+    """
+    saml_id = (saml_id or "").strip()[:64]
+    txid = current_transaction_id()
+    if not saml_id or txid == "-" or _saml_binding.get() == (txid, saml_id):
+        return saml_id
+    _saml_binding.set((txid, saml_id))
+    logger = logging.getLogger("federation.tracing")
+    if not logger.isEnabledFor(logging.INFO):
+        return saml_id  # trace lines are off (FEDERATION_LOG_LEVEL above INFO): no link line either
+    suffix = f" ({note})" if note else ""
+    logger.info("SAML transaction %s%s", saml_id, suffix, extra={"checkpoint": SAML_TRANSACTION_CHECKPOINT})
+    try:
+        from federation.models import TraceLine
+
+        TraceLine.objects.create(
+            transaction_id=saml_id,
+            level="INFO",
+            logger="federation.tracing",
+            checkpoint=SAML_TRANSACTION_CHECKPOINT,
+            message=f"SAML transaction {saml_id} served by request transaction {txid}{suffix}"[:4000],
+        )
+    except Exception:  # noqa: BLE001 - like the trace store: tracing must not fail the request
+        pass
+    return saml_id
+
+
+def request_transactions_of(saml_id):
+    """The request transaction IDs a SAML transaction was bound to, oldest first (for the console's search)."""
+    from federation.models import TraceLine
+
+    prefix = f"SAML transaction {saml_id} served by request transaction "
+    messages = TraceLine.objects.filter(transaction_id=saml_id, checkpoint=SAML_TRANSACTION_CHECKPOINT).order_by("at", "id")
+    found = []
+    for message in messages.values_list("message", flat=True):
+        if message.startswith(prefix):
+            txid = message[len(prefix) :].split(" ", 1)[0]
+            if txid not in found:
+                found.append(txid)
+    return found

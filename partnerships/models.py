@@ -7,6 +7,8 @@ Partnerships reference a template through PartnershipReference with ``on_delete=
 turns the refusal into a message naming the partnerships that use it.
 """
 
+import uuid
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
@@ -227,3 +229,140 @@ class PartnershipSnapshot(models.Model):
         if self.pk is not None and not self._state.adding:
             raise SnapshotImmutable("An activated snapshot is never changed; activate again to make a new one.")
         super().save(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Name-ID management jobs (docs/name-id-management.md): one row per request to end (or change) one user's federation
+# with one partner, processed by a Celery task. The row is the source of truth, not the broker message: a worker
+# claims it with a conditional update (state + lease) before it sends anything, and a sweeper re-enqueues what a dead
+# worker or a lost message left behind.
+
+
+class NameIdJob(models.Model):
+    class Operation(models.TextChoices):
+        TERMINATE = "terminate", "Terminate (end the federation)"
+        CHANGE = "change", "Change (NewID)"
+
+    class OperationType(models.TextChoices):
+        SP = "sp", "This site's IdP ends the federation with an SP"
+        IDP = "idp", "This site's SP ends the federation with an IdP"
+
+    class State(models.TextChoices):
+        PENDING = "PENDING"
+        COMPLETED = "COMPLETED"
+        FAILED = "FAILED"
+
+    class NotificationState(models.TextChoices):
+        NONE = "none", "Not configured"
+        WAITING = "waiting", "Waiting for the outcome"
+        PENDING = "pending", "To be sent"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="The job's ID in its API URL.")
+    operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.TERMINATE)
+    operation_type = models.CharField(max_length=8, choices=OperationType.choices)
+    provider_id = models.CharField("ProviderID", max_length=1024, help_text="The partner's entity ID.")
+    partnership = models.ForeignKey(Partnership, on_delete=models.SET_NULL, null=True, blank=True, related_name="name_id_jobs")
+    partnership_name = models.CharField(max_length=128, help_text="Kept when the partnership is deleted later.")
+    user_dn = models.CharField(
+        "UserDN", max_length=1024, blank=True, help_text="LDAP DN, or the user name in the embedded directory."
+    )
+    user_name = models.CharField(max_length=255, blank=True, help_text="Login name, looked up in the partnership's directories.")
+    directory = models.CharField(max_length=100, blank=True, help_text="Only this directory of the partnership (empty: all).")
+    new_id = models.CharField("NewID", max_length=256, blank=True, help_text="Change only: the identifier to use from now on.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Requests sent to the partner so far.")
+    max_attempts = models.PositiveIntegerField(default=4, help_text="1 + the partnership's retries, fixed at submission.")
+    retry_interval_seconds = models.PositiveIntegerField(default=900)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time.")
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a task message was last queued.")
+    lease_owner = models.CharField(max_length=200, blank=True, help_text="The worker that holds the job right now.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    notification_state = models.CharField(max_length=16, choices=NotificationState.choices, default=NotificationState.NONE)
+    notification_attempts = models.PositiveIntegerField(default=0)
+    notification_next_at = models.DateTimeField(null=True, blank=True)
+    notification_error = models.TextField(blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "name-ID management job"
+        permissions = [("use_name_id_api", "Can use the name-ID management API")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="nameid_job_due"),
+            models.Index(fields=["notification_state", "notification_next_at"], name="nameid_job_notify_due"),
+            models.Index(fields=["provider_id", "created_at"], name="nameid_job_provider"),
+        ]
+
+    def __str__(self):
+        return f"{self.operation} {self.user_dn or self.user_name} @ {self.provider_id} ({self.state})"
+
+    @property
+    def user_label(self):
+        return self.user_dn or self.user_name
+
+
+class NameIdAttempt(models.Model):
+    """The attempt log of a job: one row per request to the partner (or notification), written before the network
+    call. Its `request_id` is the idempotency key of the exchange: a request left in doubt by a dead worker is
+    re-sent byte for byte under the same ID, so a receiver that remembers IDs acts on it once."""
+
+    class Kind(models.TextChoices):
+        EXCHANGE = "exchange", "ManageNameID request"
+        NOTIFICATION = "notification", "Notification"
+
+    class Outcome(models.TextChoices):
+        SENDING = "sending", "Sending (no answer recorded)"
+        SUCCESS = "success", "Success"
+        REFUSED = "refused", "Refused by the partner"
+        FAILED = "failed", "Failed"
+        TIMEOUT = "timeout", "No answer in time"
+        UNKNOWN = "unknown", "Outcome unknown (sent, no answer)"
+
+    job = models.ForeignKey(NameIdJob, on_delete=models.CASCADE, related_name="attempt_log")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.EXCHANGE)
+    number = models.PositiveIntegerField()
+    request_id = models.CharField(max_length=128, help_text="The SAML request ID (idempotency key of the exchange).")
+    name_id = models.CharField(max_length=256, blank=True, help_text="The Name ID value the request named.")
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    sends = models.PositiveIntegerField(default=1, help_text="2 when an in-doubt request was re-sent unchanged.")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SENDING)
+    status = models.CharField(max_length=255, blank=True, help_text="The partner's SAML status or HTTP status.")
+    detail = models.TextField(blank=True)
+    message = models.TextField(blank=True, help_text="The request exactly as sent (for a re-send in doubt).")
+
+    class Meta:
+        ordering = ["job", "kind", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "kind", "number"], name="nameid_attempt_once")]
+
+    def __str__(self):
+        return f"{self.job_id} {self.kind} #{self.number} {self.outcome}"
+
+
+class NameIdReceipt(models.Model):
+    """A ManageNameIDRequest a partner sent to this site, and the answer it got. The unique key (issuer + request ID)
+    makes processing exactly-once: a partner that re-sends the same request gets the recorded answer again."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="SHA-256 (hex) of the issuer and the request ID.")
+    issuer = models.CharField(max_length=1024)
+    request_id = models.CharField(max_length=256)
+    partnership_name = models.CharField(max_length=128)
+    operation = models.CharField(max_length=16)
+    status = models.CharField(max_length=255)
+    response = models.TextField(help_text="The SOAP answer exactly as sent.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.issuer} {self.request_id} {self.status}"

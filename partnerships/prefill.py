@@ -145,3 +145,13 @@ _FILLERS = {
     "sso_slo": _sso_slo,
     "signature": _signature,
 }
+
+
+def initial_settings(kind_key, *, local=None, remote=None, directories=()):
+    """A whole configuration as the wizard would first show it: the catalogue defaults with every step's
+    pre-filled values over them (for the CLI-free paths that make a partnership without the wizard: the demo
+    seed and the tests)."""
+    config = catalog.defaults(kind_key)
+    for step in catalog.steps_for(kind_key):
+        config[step.key].update(step_values(kind_key, step.key, local=local, remote=remote, directories=directories))
+    return config

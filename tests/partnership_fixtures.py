@@ -72,14 +72,12 @@ def make_partnership(db):
     the catalog defaults, plus `settings` overrides merged per step. NameID value defaults to the user's uid, the
     application target to https://app.example/welcome."""
     from federation.models import UserDirectory
-    from partnerships import catalog, prefill, services
+    from partnerships import prefill, services
 
     def make(name, kind, local, remote, directories=(EMBEDDED_NAME,), settings=None, **extra):
         chosen = [(d.name, d.kind) for d in UserDirectory.objects.filter(name__in=directories)]
         facts = {"local": services.entity_facts(local), "remote": services.entity_facts(remote)}
-        merged = catalog.defaults(kind)
-        for step in catalog.steps_for(kind):
-            merged[step.key].update(prefill.step_values(kind, step.key, directories=chosen, **facts))
+        merged = prefill.initial_settings(kind, directories=chosen, **facts)
         if "assertion" in merged and not merged["assertion"].get("name_id_value"):
             merged["assertion"]["name_id_value"] = "uid"
         if "application" in merged and not merged["application"].get("target"):

@@ -15,6 +15,7 @@ migrate: bootstrap
 run: migrate
 	@$(PY) manage.py collectstatic --noinput -v 0
 	@$(PY) manage.py ensure_admin
+	@$(PY) manage.py seed_demo
 	@$(PY) manage.py runall
 
 test: bootstrap

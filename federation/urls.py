@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from federation.views import console, ops
+from federation.views import console, demo, ops
 
 urlpatterns = [
     path("", console.dashboard, name="dashboard"),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("trace/", console.trace, name="trace"),
     path("settings/", console.settings_page, name="settings"),
     path("affwebservices/", include("federation.runtime_urls")),
+    path("demo/", demo.landing, name="demo_landing"),
     path("healthz", ops.healthz, name="healthz"),
     path("metrics", ops.metrics_view, name="metrics"),
 ]

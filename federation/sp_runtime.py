@@ -283,6 +283,8 @@ def _certificate_from_pem(pem):
 def _verification_certificates(partnership):
     alias = _step(partnership, "signature").get("verification_certificate")
     frozen = (partnership.certificates or {}).get(alias or "")
+    if frozen is None and _step(partnership, "signature").get("disable_signature_processing"):
+        return ()  # nothing to verify with: a signed message is then refused, an unsigned one accepted
     if frozen is None:
         raise _config_error(partnership, f"partnership '{partnership.name}' has no verification certificate for the IdP")
     return (_certificate_from_pem(frozen["certificate_pem"]),)
@@ -616,18 +618,21 @@ def _allow_create(partnership, params):
 def consumer_settings(partnership, *, expected_in_response_to=None):
     """The `ConsumerSettings` of a partnership (docs/sp-protocol-core.md §3)."""
     signature = _step(partnership, "signature")
-    if signature.get("disable_signature_processing"):
-        raise _config_error(
-            partnership,
-            f"partnership '{partnership.name}' disables signature processing; this SP never accepts unsigned assertions, "
-            "so configure the IdP's verification certificate and untick 'Disable signature processing'",
-        )
     requirement = {
         (True, True): SignatureRequirement.BOTH,
         (True, False): SignatureRequirement.ASSERTION,
         (False, True): SignatureRequirement.RESPONSE,
         (False, False): SignatureRequirement.EITHER,
     }[(bool(signature.get("require_signed_assertions")), bool(signature.get("require_signed_responses")))]
+    if signature.get("disable_signature_processing"):
+        # The reference's test-only switch (the wizard warns): nothing is required, but a signature that is
+        # present is still verified, so a tampered signed message is refused all the same.
+        log.warning(
+            "partnership '%s' accepts unsigned assertions (signature processing disabled)",
+            partnership.name,
+            extra={"checkpoint": "SSOSAML2SP_SIGNATURES_DISABLED"},
+        )
+        requirement = SignatureRequirement.NONE
     keys = ()
     if signature.get("decryption_key"):
         keys = (_key_pair(partnership, signature["decryption_key"], "The decryption key pair")[0],)

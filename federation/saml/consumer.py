@@ -125,6 +125,7 @@ class SignatureRequirement(StrEnum):
     RESPONSE = "response"
     BOTH = "both"
     EITHER = "either"  # the response or the assertion (or both)
+    NONE = "none"  # "disable signature processing" (testing only, warned in the wizard): nothing required
 
 
 ReplayCache = Callable[[str, str, datetime], bool]
@@ -167,7 +168,7 @@ class ConsumerSettings:
         if not self.sp_entity_id or not self.idp_entity_id or not acs_urls:
             raise ValueError("the consumer needs our SP entity ID, at least one ACS URL and the IdP entity ID")
         certificates = tuple(load_certificates(self.idp_certificates))
-        if not certificates:
+        if not certificates and SignatureRequirement(self.require_signed) != SignatureRequirement.NONE:
             raise ValueError("the consumer needs at least one IdP verification certificate")
         keys = self.decryption_keys
         if keys is not None and not isinstance(keys, list | tuple):
@@ -269,7 +270,7 @@ def consume_response(response, settings, *, now=None, signed_envelope=False, rep
         assertion_signed = True
     elif settings.require_signed in (SignatureRequirement.ASSERTION, SignatureRequirement.BOTH):
         raise SignatureRequired("the assertion is not signed, and this partnership requires a signed assertion")
-    elif not (response_signed or signed_envelope):
+    elif settings.require_signed != SignatureRequirement.NONE and not (response_signed or signed_envelope):
         raise SignatureRequired("neither the response nor the assertion is signed; this partnership requires one of them signed")
 
     # 3. The assertion itself, read only from `assertion` (a verified copy or part of one).

@@ -325,3 +325,14 @@ def test_post_value_may_be_wrapped_in_lines(idp_rsa):
     encoded = base64.encodebytes(sp_peers.our_response(idp_rsa)).decode()
     assert "\n" in encoded
     assert consume_post(encoded, sp_peers.consumer_settings(idp_rsa)).name_id == "alice"
+
+
+def test_signature_processing_disabled_accepts_unsigned_but_still_checks_a_present_signature(idp_rsa, attacker_rsa):
+    """SignatureRequirement.NONE is the partnership's test-only "disable signature processing": an unsigned
+    response is accepted, and a signature that is present is still verified."""
+    unsigned = sp_peers.our_response(idp_rsa, sign_assertion=False)
+    assert accept(unsigned, idp_rsa, require_signed=SignatureRequirement.NONE).name_id == "alice"
+    root = parse_xml(sp_peers.our_response(idp_rsa))
+    sign(root, attacker_rsa.key, attacker_rsa.certificate)
+    with pytest.raises(Exception, match="signature invalid for every trusted certificate"):
+        accept(to_bytes(root), idp_rsa, require_signed=SignatureRequirement.NONE)

@@ -373,7 +373,7 @@ def config_for_sp(sp_entity_id):
         active = find_active(KIND, sp_entity_id)
     except NoActivePartnership as error:
         raise UnknownPartner(str(error)) from None
-    return config_for_snapshot(active.snapshot_id)
+    return _config(active.snapshot_id, active.partnership_id, active.version, active.name)
 
 
 @lru_cache(maxsize=256)

@@ -186,6 +186,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
         "control_folder": str(BROKER_DIR / "control"),
+        # The file-system transport polls; its default of 1 s makes every task wait up to a second.
+        "polling_interval": 0.1,
     }
     # The file-system transport has no fan-out exchange, so no remote-control mailbox.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

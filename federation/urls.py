@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from federation import nid_urls
 from federation.views import console, demo, ops
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("partnerships/", include("partnerships.urls")),
     path("directories/", include("federation.directory_urls")),
     path("jobs/", console.jobs, name="jobs"),
+    path("name-id/", include(nid_urls.console)),
     path("audit/", console.audit_log, name="audit"),
     path("trace/", console.trace, name="trace"),
     path("settings/", console.settings_page, name="settings"),

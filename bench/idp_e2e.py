@@ -150,6 +150,47 @@ print(json.dumps(result))
 """.replace("import json, sys", "import json, re, sys")
 
 
+# CPU per response without HTTP or other processes: the WSGI handler called directly in one thread, persistent
+# connection, on the same database. Steadier than the loaded figures on a shared machine.
+IN_PROCESS = """
+import io, json, logging, sys, time
+import django
+django.setup()
+from urllib.parse import quote
+from django.core.handlers.wsgi import WSGIHandler
+app = WSGIHandler()
+cookie = sys.argv[1]
+
+def call(path, query):
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
+               "SERVER_PORT": "80", "HTTP_HOST": "localhost", "HTTP_COOKIE": "FEDSESSION=" + cookie,
+               "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr}
+    status = []
+    body = app(environ, lambda s, h, e=None: status.append(s))
+    b"".join(body)
+    body.close()
+    assert status[0].startswith("200"), status
+
+def ms(path, query, count=600):
+    for _ in range(100):
+        call(path, query)
+    start = time.perf_counter()
+    for _ in range(count):
+        call(path, query)
+    return (time.perf_counter() - start) / count * 1000
+
+static = "SPID=" + quote(sys.argv[2], safe="")
+directory = "SPID=" + quote(sys.argv[3], safe="")
+result = {"bare": ms("/bench/bare", "")}
+logging.getLogger("federation").setLevel(logging.WARNING)
+result["sso"] = ms("/affwebservices/public/saml2sso", static)
+result["sso_directory"] = ms("/affwebservices/public/saml2sso", directory)
+logging.getLogger("federation").setLevel(logging.INFO)
+result["sso_traced"] = ms("/affwebservices/public/saml2sso", static, 300)
+print(json.dumps(result))
+"""
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -306,6 +347,8 @@ def main():
         seeded = json.loads(run(env, SP_STATIC, SP_DIRECTORY, REDIS_URL, REDIS_PREFIX, script=SEED).strip().splitlines()[-1])
         cookie = seeded["cookie"]
         queries = json.loads(run(env, cookie, SP_STATIC, SP_DIRECTORY, script=QUERIES).strip().splitlines()[-1])
+        persistent_env = environment(work / "var", work, settings_module="e2e_bench_settings_persistent")
+        cpu = json.loads(run(persistent_env, cookie, SP_STATIC, SP_DIRECTORY, script=IN_PROCESS).strip().splitlines()[-1])
 
         sso_static = "/affwebservices/public/saml2sso?SPID=" + quote(SP_STATIC, safe="")
         sso_directory = "/affwebservices/public/saml2sso?SPID=" + quote(SP_DIRECTORY, safe="")
@@ -375,6 +418,11 @@ def main():
                 end="",
             )
         print()
+        print(
+            f"CPU per response in one thread (WSGI handler called directly, persistent connection): bare view "
+            f"{cpu['bare']:.2f} ms, SSO {cpu['sso']:.2f} ms (trace store off), {cpu['sso_traced']:.2f} ms (on), "
+            f"with directory attributes {cpu['sso_directory']:.2f} ms; core {1000 / core:.2f} ms"
+        )
         for sp, facts in queries.items():
             print(
                 f"queries per request ({sp}): {facts['queries']} ({', '.join(facts['tables'])}) + {facts['trace_inserts']} "

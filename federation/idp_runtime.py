@@ -36,6 +36,7 @@ from django.core import signing
 from django.utils.crypto import salted_hmac
 
 from federation import artifact_store, directories, persistent_ids, runtime_paths, sso_sessions
+from federation.runtime_errors import PostForm, Redirect, Refusal, SoapAnswer
 from federation.saml import constants as C
 from federation.saml.artifacts import (
     ArtifactError,
@@ -165,31 +166,6 @@ def _setting(name, default):
 
 
 # --- results the views turn into responses -----------------------------------------------------------------------
-
-
-@dataclass
-class Refusal:
-    """An error page (or the partnership's status redirect) in plain words; `detail` is logged, never shown."""
-
-    status: int
-    message: str
-    checkpoint: str
-    detail: str = ""
-    redirects: list | None = None
-    condition: str | None = None
-
-
-@dataclass
-class PostForm:
-    """Send the browser on with an auto-submitted form (HTTP-POST binding)."""
-
-    url: str
-    fields: dict
-
-
-@dataclass
-class Redirect:
-    url: str
 
 
 @dataclass
@@ -1357,13 +1333,6 @@ def _negative(config, pending, status, sub_status, message):
 
 
 # --- saml2artifactresolution -------------------------------------------------------------------------------------
-
-
-@dataclass
-class SoapAnswer:
-    status: int
-    body: bytes
-    headers: dict = field(default_factory=dict)
 
 
 def _fault(status, fault_code, text, checkpoint, detail="", headers=None):

@@ -12,6 +12,7 @@ Status redirects:
 """
 
 import logging
+from dataclasses import dataclass, field
 
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -127,3 +128,38 @@ def post_form(request, url, fields, *, title="Continue", status=200):
     # Rendered without the request: the page needs no context processors (user, messages), and this is the SSO hot path.
     html = render_to_string("runtime/post_form.html", {"url": url, "fields": hidden, "title": title})
     return _no_store(HttpResponse(html, status=status))
+
+
+# --- results the runtime services hand to their views (the IdP, SP-logout and SLO runtimes share them) -------------
+
+
+@dataclass
+class Refusal:
+    """An error page (or the partnership's status redirect) in plain words; `detail` is logged, never shown."""
+
+    status: int
+    message: str
+    checkpoint: str
+    detail: str = ""
+    redirects: list | None = None
+    condition: str | None = None
+
+
+@dataclass
+class PostForm:
+    """Send the browser on with an auto-submitted form (HTTP-POST binding)."""
+
+    url: str
+    fields: dict
+
+
+@dataclass
+class Redirect:
+    url: str
+
+
+@dataclass
+class SoapAnswer:
+    status: int
+    body: bytes
+    headers: dict = field(default_factory=dict)

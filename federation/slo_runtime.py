@@ -32,7 +32,7 @@ import hmac
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
@@ -43,6 +43,7 @@ from django.db import transaction
 
 from federation import runtime_paths, sp_runtime, sso_sessions
 from federation.models import SloTransaction, SpSession, SsoParticipant
+from federation.runtime_errors import PostForm, Redirect, Refusal, SoapAnswer
 from federation.saml import constants as C
 from federation.saml.assertions import NameID
 from federation.saml.common import (
@@ -154,44 +155,12 @@ def _warn(checkpoint, message, *args):
 
 
 @dataclass
-class Redirect:
-    url: str
-
-
-@dataclass
-class PostForm:
-    """An auto-submitted form (HTTP-POST binding)."""
-
-    url: str
-    fields: dict
-
-
-@dataclass
 class ConfirmPage:
     """The built-in "you are signed out" page (when no confirm URL is configured). `failed`: partners that could not
     be told, by name, for the user to know a session may still be open there."""
 
     message: str
     failed: tuple = ()
-
-
-@dataclass
-class Refusal:
-    """An error page (or the partnership's status redirect) in plain words; `detail` is logged, never shown."""
-
-    status: int
-    message: str
-    checkpoint: str
-    detail: str = ""
-    redirects: list | None = None
-    condition: str | None = None
-
-
-@dataclass
-class SoapAnswer:
-    status: int
-    body: bytes
-    headers: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -222,9 +222,9 @@ def _remote_endpoints(partnership, kind, binding=None):
 
 
 def _active_by_name(name):
-    found = PartnershipSnapshot.objects.filter(kind=KIND, current=True, partnership__name=name).values_list("pk", "digest")
+    found = PartnershipSnapshot.objects.filter(kind=KIND, current=True, partnership__name=name).values_list("pk", flat=True)
     found = list(found[:1])
-    return load_snapshot(*found[0]) if found else None
+    return load_snapshot(found[0]) if found else None
 
 
 def _find_partnership(provider_id, local_entity_id=None, *, status=400, checkpoint="SSOSAML2SP_NO_PARTNERSHIP"):

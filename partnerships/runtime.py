@@ -2,7 +2,9 @@
 
 One small indexed query per lookup says which snapshot is current (so a deactivation on any web node takes effect
 on the next request everywhere); the snapshot's data is then taken from a per-process cache keyed by the snapshot's
-primary key. That cache can never be stale, because snapshot rows are immutable: activating again writes a new row.
+primary key. That cache can never be stale, because snapshot rows are immutable: activating again writes a new row, and
+primary keys are never reused (PostgreSQL sequences; Django's SQLite primary keys are AUTOINCREMENT). Tests that
+roll a database back reuse keys, so they call `load_snapshot.cache_clear()`.
 """
 
 import json
@@ -38,27 +40,19 @@ def find_active(kind, remote_entity_id, local_entity_id=None):
     rows = PartnershipSnapshot.objects.filter(kind=kind, remote_entity_id=remote_entity_id, current=True)
     if local_entity_id is not None:
         rows = rows.filter(local_entity_id=local_entity_id)
-    found = list(rows.values_list("pk", "digest")[:2])
+    found = list(rows.values_list("pk", flat=True)[:2])
     if not found:
         raise NoActivePartnership(f"There is no active {kind} partnership with '{remote_entity_id}'.")
     if len(found) > 1:
         raise NoActivePartnership(
             f"Several active {kind} partnerships have the partner '{remote_entity_id}'; the request must name the local entity."
         )
-    return load_snapshot(*found[0])
-
-
-def load_snapshot(snapshot_id, digest=None):
-    """The snapshot's data, cached per process by (primary key, digest): the digest is part of the key because
-    SQLite may give a new row the primary key of a deleted partnership's snapshot."""
-    if digest is None:
-        digest = PartnershipSnapshot.objects.filter(pk=snapshot_id).values_list("digest", flat=True).first()
-    return _load_snapshot(snapshot_id, digest)
+    return load_snapshot(found[0])
 
 
 @lru_cache(maxsize=4096)
-def _load_snapshot(snapshot_id, digest):
-    row = PartnershipSnapshot.objects.only("pk", "partnership_id", "version", "kind", "data").get(pk=snapshot_id, digest=digest)
+def load_snapshot(snapshot_id):
+    row = PartnershipSnapshot.objects.only("pk", "partnership_id", "version", "kind", "data").get(pk=snapshot_id)
     data = row.data
     return ActivePartnership(
         snapshot_id=row.pk,
@@ -78,6 +72,3 @@ def snapshot_secrets(snapshot_id):
     """The password settings frozen with the snapshot ({"step.key": value}); read only when needed, never cached."""
     sealed = PartnershipSnapshot.objects.filter(pk=snapshot_id).values_list("secrets", flat=True).first()
     return json.loads(unseal_text(sealed)) if sealed else {}
-
-
-load_snapshot.cache_clear = _load_snapshot.cache_clear  # tests reset the per-process cache between databases

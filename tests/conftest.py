@@ -34,3 +34,22 @@ def admin_client(client, admin_user):
 def auditor_client(client, auditor_user):
     client.force_login(auditor_user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime_caches():
+    """The runtime caches activated snapshots (and what it derives from them) per process by primary key. Keys are
+    never reused in a real database, but every test's rolled-back database reuses them, so each test starts empty."""
+    from federation import idp_runtime, slo_runtime
+    from partnerships import name_id_jobs, runtime
+
+    for cached in (
+        runtime.load_snapshot,
+        idp_runtime._config,
+        idp_runtime._signing_key,
+        slo_runtime._partner,
+        slo_runtime._key_pair,
+        name_id_jobs._key_pair_for,
+    ):
+        cached.cache_clear()
+    yield

@@ -35,7 +35,7 @@ from cryptography import x509
 from django.core import signing
 from django.utils.crypto import salted_hmac
 
-from federation import artifact_store, directories, persistent_ids, runtime_paths, sso_sessions
+from federation import artifact_store, directories, persistent_ids, runtime_paths, sso_sessions, tracing
 from federation.runtime_errors import PostForm, Redirect, Refusal, SoapAnswer
 from federation.saml import constants as C
 from federation.saml.artifacts import (
@@ -80,7 +80,7 @@ from federation.saml.common import (
 from federation.saml.errors import SAMLError, SignatureError
 from federation.saml.signing import allowed_signature_algorithms
 from federation.saml.xml import to_bytes
-from federation.tracing import bind_saml_transaction, saml_transaction_id
+from federation.tracing import bind_saml_transaction
 from partnerships import authn_context
 from partnerships.catalog_choices import ALGORITHM_URIS, BINDING_URIS
 from partnerships.expressions import ExpressionSyntaxError, compile_expression
@@ -153,8 +153,7 @@ class Checkpoint:
 
 
 def _trace(level, checkpoint, message, *args):
-    saml_id = saml_transaction_id()
-    log.log(level, ("[SAML %s] " if saml_id else "%s") + message, saml_id, *args, extra={"checkpoint": checkpoint})
+    tracing.log_checkpoint(log, level, checkpoint, message, *args)
 
 
 def _info(checkpoint, message, *args):

@@ -41,7 +41,7 @@ from cryptography import x509
 from django.conf import settings as django_settings
 from django.db import transaction
 
-from federation import runtime_paths, sp_runtime, sso_sessions
+from federation import runtime_paths, sp_runtime, sso_sessions, tracing
 from federation.models import SloTransaction, SpSession, SsoParticipant
 from federation.runtime_errors import PostForm, Redirect, Refusal, SoapAnswer
 from federation.saml import constants as C
@@ -78,7 +78,7 @@ from federation.saml.logout import (
 )
 from federation.saml.signing import allowed_signature_algorithms
 from federation.saml.xml import to_bytes
-from federation.tracing import bind_saml_transaction, saml_transaction_id
+from federation.tracing import bind_saml_transaction
 from partnerships.catalog_choices import ALGORITHM_URIS, BINDING_URIS
 from partnerships.models import PartnershipSnapshot
 from partnerships.runtime import NoActivePartnership, find_active, load_snapshot, snapshot_secrets
@@ -139,8 +139,7 @@ class Checkpoint:
 
 
 def _trace(level, checkpoint, message, *args):
-    saml_id = saml_transaction_id()
-    log.log(level, ("[SAML %s] " if saml_id else "%s") + message, saml_id, *args, extra={"checkpoint": checkpoint})
+    tracing.log_checkpoint(log, level, checkpoint, message, *args)
 
 
 def _info(checkpoint, message, *args):

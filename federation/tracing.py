@@ -186,3 +186,9 @@ def request_transactions_of(saml_id):
             if txid not in found:
                 found.append(txid)
     return found
+
+
+def log_checkpoint(logger, level, checkpoint, message, *args):
+    """One trace line with its checkpoint code, prefixed with the SAML transaction ID when one is bound."""
+    saml_id = saml_transaction_id()
+    logger.log(level, ("[SAML %s] " if saml_id else "%s") + message, saml_id, *args, extra={"checkpoint": checkpoint})

@@ -62,7 +62,6 @@ from .keys import (
     load_certificate,
     load_certificates,
     load_private_key,
-    xmlsec_private_key,
     xmlsec_public_key,
 )
 from .xml import child_elements, children, elements_with_id, id_attribute_name, is_element, is_xml_id, local_name, reparse
@@ -186,16 +185,16 @@ def sign(
     if len(elements_with_id(element, element_id)) > 1:
         raise ValueError(f"ID {element_id!r} is not unique in the document")
 
+    # The enveloped-signature transform leaves out the Signature, so the digest is taken before it is inserted.
+    # Signing is done here (exc-c14n with lxml, the signature with cryptography) rather than by xmlsec, whose
+    # register_id interns every ID in libxml2's per-thread dictionary, which never shrinks: a worker grew ~60 bytes
+    # per signature. `verify` (xmlsec) and the peers' libraries check the result in the tests.
+    reference_digest = hashlib.new(_DIGEST_METHODS[digest], _exc_c14n(element)).digest()
     signature = _signature_template(algorithm, digest, element_id)
+    signature.find(_DIGEST_VALUE_PATH).text = base64.b64encode(reference_digest).decode("ascii")
     element.insert(signature_position(element) if position is None else position, signature)
-    context = xmlsec.SignatureContext()
-    context.key = xmlsec_private_key(private_key)
-    context.register_id(element, id_attribute)
-    try:
-        context.sign(signature)
-    except xmlsec.Error:
-        element.remove(signature)
-        raise
+    signed_info = signature[0]
+    signature[1].text = base64.b64encode(_sign_octets(private_key, algorithm, _exc_c14n(signed_info))).decode("ascii")
     if include_certificate:
         # KeyInfo is outside SignedInfo and removed by the enveloped transform: adding it after
         # signing changes nothing that is signed.
@@ -210,9 +209,17 @@ def _same_public_key(private_key, certificate):
     return private_key.public_key().public_bytes(*spki) == load_certificate(certificate).public_key().public_bytes(*spki)
 
 
+_DIGEST_VALUE_PATH = f"{{{_DS}}}SignedInfo/{{{_DS}}}Reference/{{{_DS}}}DigestValue"
+
+
+def _exc_c14n(element):
+    """Exclusive XML canonicalisation without comments of `element`'s subtree (what the exc-c14n
+    transform gives for a same-document `#ID` reference); lxml carries the in-scope namespaces."""
+    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+
+
 def _signature_template(algorithm, digest, element_id):
-    """The ds:Signature skeleton xmlsec fills in (DigestValue, SignatureValue). Built with lxml
-    rather than xmlsec.template, whose C-built nodes lxml's find() cannot match by tag."""
+    """The ds:Signature skeleton (SignedInfo with one Reference, an empty SignatureValue)."""
     signature = etree.Element(f"{{{_DS}}}Signature", nsmap={"ds": _DS})
     signed_info = etree.SubElement(signature, f"{{{_DS}}}SignedInfo")
     etree.SubElement(signed_info, f"{{{_DS}}}CanonicalizationMethod", Algorithm=TRANSFORM_EXC_C14N)
@@ -540,7 +547,11 @@ def _sign_octets(private_key, algorithm, octets):
         r, s = decode_dss_signature(private_key.sign(octets, ec.ECDSA(hash_class())))
         size = (private_key.curve.key_size + 7) // 8
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    raise ValueError(f"cannot sign a query with algorithm {algorithm_name(algorithm)}")
+    if kind == "dsa":
+        r, s = decode_dss_signature(private_key.sign(octets, hash_class()))
+        size = (private_key.parameters().parameter_numbers().q.bit_length() + 7) // 8
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    raise ValueError(f"cannot sign with algorithm {algorithm_name(algorithm)}")
 
 
 def verify_signature_value(public_key, algorithm, signature, octets):

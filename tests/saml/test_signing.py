@@ -1,10 +1,12 @@
 """Enveloped signatures: `sign` and `verify` on the happy paths, placement, algorithms, and the
 contract of the returned element. Attacks are in test_signature_attacks.py."""
 
+import copy
 import subprocess
 
 import pytest
 import xmlsec
+from lxml import etree
 
 from federation.saml import constants as C
 from federation.saml.errors import SignatureError
@@ -229,3 +231,95 @@ def test_xmlsec_is_the_verifier_a_direct_check_agrees(idp_rsa):
     context.key = xmlsec.Key.from_memory(idp_rsa.cert_pem, xmlsec.KeyFormat.CERT_PEM, None)
     context.register_id(assertion, "ID")
     context.verify(assertion.find(DS_SIGNATURE))
+
+
+def _sign_with_xmlsec(element, private_key_pem, id_attribute="ID"):
+    """The reference signer: xmlsec itself fills the same template (for comparison only)."""
+    from federation.saml.signing import _signature_template
+
+    signature = _signature_template(C.RSA_SHA256, C.SHA256, element.get(id_attribute))
+    element.insert(signature_position(element), signature)
+    context = xmlsec.SignatureContext()
+    context.key = xmlsec.Key.from_memory(private_key_pem, xmlsec.KeyFormat.PEM, None)
+    context.register_id(element, id_attribute)
+    context.sign(signature)
+    return signature
+
+
+def test_signing_gives_the_same_digest_and_signature_value_as_xmlsec(idp_rsa):
+    """RSA PKCS#1 v1.5 is deterministic, so our canonicalisation + signing must match xmlsec's bit for bit: on an
+    assertion nested in a response that declares namespaces the assertion does not use, with comments and whitespace."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = idp_rsa.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    ns = {"ds": C.NS_DS}
+    original = messages.response()
+    original.set("{urn:example:unused}flag", "1")  # a namespace declared above the assertion that it does not use
+    assertion_in(original).find(f"{{{C.NS_SAML}}}Issuer").tail = "\n   "
+    assertion_in(original).append(etree.Comment(" left out by the exc-c14n transform "))
+    values = []
+    for signer in ("ours", "xmlsec"):
+        assertion = assertion_in(copy.deepcopy(original))
+        if signer == "ours":
+            sign(assertion, idp_rsa.key, idp_rsa.certificate, include_certificate=False)
+        else:
+            _sign_with_xmlsec(assertion, pem)
+        signature = assertion.find(DS_SIGNATURE)
+        values.append(
+            (
+                signature.xpath("string(ds:SignedInfo/ds:Reference/ds:DigestValue)", namespaces=ns),
+                signature.xpath("string(ds:SignatureValue)", namespaces=ns).replace("\n", ""),
+            )
+        )
+    assert values[0] == values[1]
+
+
+def test_dsa_signing_round_trips_when_the_partnership_allows_it(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import dsa
+    from cryptography.x509.oid import NameOID
+
+    key = dsa.generate_private_key(key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dsa.example.org")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    assertion = messages.assertion()
+    sign(assertion, key, certificate, algorithm=C.DSA_SHA1, digest=C.SHA1)
+    received = parse_xml(to_bytes(assertion))
+    assert is_element(
+        verify(received, received, [certificate], allowed_signature_algorithms(sha1=True, dsa=True)), C.NS_SAML, "Assertion"
+    )
+    with pytest.raises(SignatureError):
+        verify(received, received, [certificate])
+
+
+def test_signed_response_with_comments_and_foreign_namespaces_verifies_with_the_xmlsec1_tool(idp_rsa, tmp_path):
+    """An independent verifier for both signatures of a response whose assertion has comments and whitespace."""
+    root = messages.response()
+    root.set("{urn:example:unused}flag", "1")
+    assertion = assertion_in(root)
+    assertion.append(etree.Comment(" a comment "))
+    assertion.find(f"{{{C.NS_SAML}}}Issuer").tail = "\n  "
+    sign(assertion, idp_rsa.key, idp_rsa.certificate)
+    sign(root, idp_rsa.key, idp_rsa.certificate)
+    document, cert = tmp_path / "response.xml", tmp_path / "idp.crt"
+    document.write_bytes(to_bytes(root))
+    cert.write_bytes(idp_rsa.cert_pem)
+    for node in (f"{C.NS_SAMLP}:Response", f"{C.NS_SAML}:Assertion"):
+        command = ["/usr/bin/xmlsec1", "--verify", "--pubkey-cert-pem", str(cert), "--id-attr:ID", node]
+        if node.endswith("Assertion"):
+            command += ["--node-xpath", "//*[local-name()='Assertion']/*[local-name()='Signature']"]
+        result = subprocess.run([*command, str(document)], capture_output=True, check=False)
+        assert result.returncode == 0, result.stderr

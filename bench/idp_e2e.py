@@ -47,12 +47,12 @@ from federation.settings import *  # noqa: F403
 ROOT_URLCONF = "e2e_bench_urls"
 """
 
-# The same, keeping database connections open between requests (federation/settings.py closes SQLite connections
-# after every request; with WAL, closing the last connection checkpoints the log, which is what this row isolates).
-PERSISTENT_SETTINGS_MODULE = (
+# The same with the database connection closed after every request (what federation/settings.py did for SQLite
+# before connections were kept): with WAL, closing the last SQLite connection checkpoints the log.
+CLOSED_SETTINGS_MODULE = (
     SETTINGS_MODULE
     + """
-DATABASES["default"]["CONN_MAX_AGE"] = 600  # noqa: F405
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 """
 )
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -137,6 +137,9 @@ from django.test.utils import CaptureQueriesContext
 client = Client()
 client.cookies["FEDSESSION"] = sys.argv[1]
 result = {}
+def table(sql):
+    found = re.search(r'(FROM|INTO|UPDATE) "?(\\w+)', sql)
+    return found.group(2) if found else sql[:40]
 for sp in sys.argv[2:]:
     client.get("/affwebservices/public/saml2sso", {"SPID": sp}, secure=True)  # warm the caches
     with CaptureQueriesContext(connection) as captured:
@@ -145,7 +148,7 @@ for sp in sys.argv[2:]:
     sql = [q["sql"] for q in captured.captured_queries]
     trace = [s for s in sql if "federation_traceline" in s]
     result[sp] = {"queries": len(sql) - len(trace), "trace_inserts": len(trace),
-                  "tables": [re.search(r'(FROM|INTO|UPDATE) "?(\\w+)', s).group(2) for s in sql if "federation_traceline" not in s]}
+                  "tables": [table(s) for s in sql if "federation_traceline" not in s]}
 print(json.dumps(result))
 """.replace("import json, sys", "import json, re, sys")
 
@@ -314,6 +317,36 @@ def load(port, path, cookie, seconds, clients, limit=0):
     return done / max(o[2] for o in outcomes), failed, done
 
 
+WRK_SCRIPT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) bad = 0 end
+function response(status, headers, body)
+  if status ~= 200 or not (string.find(body, "SAMLResponse", 1, true) or body == "ok") then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("bad") end
+  io.write(string.format("WRK requests=%d seconds=%f bad=%d errors=%d\\n", summary.requests, summary.duration / 1e6,
+    total, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
+end
+"""
+
+
+def wrk_load(port, path, cookie, seconds, connections, script_path):
+    """(responses per second, failures, responses) from wrk: one thread, `connections` keep-alive connections. Every
+    answer is checked by the Lua script to be a 200 with the SAMLResponse form (or the bare view's "ok")."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script_path)]
+    if cookie:
+        command += ["-H", f"Cookie: FEDSESSION={cookie}"]
+    output = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=3600).stdout
+    found = re.search(r"WRK requests=(\d+) seconds=([\d.]+) bad=(\d+) errors=(\d+)", output)
+    if not found:
+        sys.exit("wrk failed: " + output)
+    requests, elapsed, bad, errors = int(found[1]), float(found[2]), int(found[3]), int(found[4])
+    return requests / elapsed, bad + errors, requests - bad
+
+
 def core_rate(seconds):
     output = subprocess.run(
         [PYTHON, "bench/idp_response.py", "--rounds", "3", "--seconds", str(seconds)],
@@ -330,7 +363,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per row (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per row; the median is shown (default 3)")
-    parser.add_argument("--clients", type=int, default=4, help="load-generator processes (default 4)")
+    parser.add_argument("--clients", type=int, default=4, help="keep-alive connections (default 4)")
+    parser.add_argument(
+        "--load",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator: wrk (Debian's wrk, one thread; the default when installed) or Python processes",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread, default 1)")
     parser.add_argument("--memory-responses", type=int, default=100_000, help="responses for the memory check (0: skip)")
@@ -339,7 +378,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="federation-e2e-"))
     try:
         (work / "e2e_bench_settings.py").write_text(SETTINGS_MODULE)
-        (work / "e2e_bench_settings_persistent.py").write_text(PERSISTENT_SETTINGS_MODULE)
+        (work / "e2e_bench_settings_closed.py").write_text(CLOSED_SETTINGS_MODULE)
+        (work / "bench.lua").write_text(WRK_SCRIPT)
         (work / "e2e_bench_urls.py").write_text(URLS_MODULE)
         env = environment(work / "var", work)
         run(env, "migrate", "--noinput", "-v", "0")
@@ -347,12 +387,16 @@ def main():
         seeded = json.loads(run(env, SP_STATIC, SP_DIRECTORY, REDIS_URL, REDIS_PREFIX, script=SEED).strip().splitlines()[-1])
         cookie = seeded["cookie"]
         queries = json.loads(run(env, cookie, SP_STATIC, SP_DIRECTORY, script=QUERIES).strip().splitlines()[-1])
-        persistent_env = environment(work / "var", work, settings_module="e2e_bench_settings_persistent")
-        cpu = json.loads(run(persistent_env, cookie, SP_STATIC, SP_DIRECTORY, script=IN_PROCESS).strip().splitlines()[-1])
+        cpu = json.loads(run(env, cookie, SP_STATIC, SP_DIRECTORY, script=IN_PROCESS).strip().splitlines()[-1])
+
+        def drive(port, path, session, seconds, limit=0):
+            if args.load == "wrk":
+                return wrk_load(port, path, session, seconds, args.clients, work / "bench.lua")
+            return load(port, path, session, seconds, args.clients, limit)
 
         sso_static = "/affwebservices/public/saml2sso?SPID=" + quote(SP_STATIC, safe="")
         sso_directory = "/affwebservices/public/saml2sso?SPID=" + quote(SP_DIRECTORY, safe="")
-        persistent = {"settings_module": "e2e_bench_settings_persistent"}
+        closed = {"settings_module": "e2e_bench_settings_closed"}
         redis_env = {
             "FEDERATION_REDIS_URL": REDIS_URL,
             "FEDERATION_SSO_SESSION_STORE": "redis",
@@ -365,23 +409,23 @@ def main():
             ("bare Django view (HTTP floor)", "INFO", "/bench/bare", None, {}),
             ("SSO, embedded defaults (trace store on)", "INFO", sso_static, cookie, {}),
             ("SSO, trace store off", "WARNING", sso_static, cookie, {}),
-            ("SSO, persistent DB connections, trace store on", "INFO", sso_static, cookie, persistent),
-            ("SSO, persistent DB connections, trace store off", "WARNING", sso_static, cookie, persistent),
-            ("SSO, directory attributes, persistent, trace off", "WARNING", sso_directory, cookie, persistent),
+            ("SSO, connection closed after each request", "INFO", sso_static, cookie, closed),
+            ("SSO, directory attributes", "INFO", sso_directory, cookie, {}),
         ]
         if seeded["redis_cookie"]:
             rows.append(
                 (
-                    "SSO, Redis sessions, persistent, trace off",
-                    "WARNING",
+                    "SSO, Redis sessions",
+                    "INFO",
                     sso_static,
                     seeded["redis_cookie"],
-                    {**persistent, **redis_env},
+                    redis_env,
                 )
             )
         print(
             f"# IdP runtime end to end - Python {platform.python_version()}, {os.cpu_count()} CPUs, gunicorn "
-            f"{args.workers} workers (gthread, {args.threads} thread), {args.clients} keep-alive client processes"
+            f"{args.workers} workers (gthread, {args.threads} thread), load: {args.load} with {args.clients} keep-alive "
+            "connections"
         )
         print(
             f"# {args.rounds} rounds of {args.seconds:g} s per row; median shown. Load average at start: "
@@ -392,8 +436,8 @@ def main():
             for name, level, path, session, extra in rows:
                 server = Gunicorn(environment(work / "var", work, level, **extra), args.workers, args.threads)
                 try:
-                    load(server.port, path, session, 2, args.clients)  # warm up: imports, caches, key
-                    rate, failed, _ = load(server.port, path, session, args.seconds, args.clients)
+                    drive(server.port, path, session, 2)  # warm up: imports, caches, key
+                    rate, failed, _ = drive(server.port, path, session, args.seconds)
                 finally:
                     server.stop()
                 if failed:
@@ -409,7 +453,7 @@ def main():
                 + ", ".join(f"{r:.0f}" for r in results[name])
             )
         print(f"| {'core alone, one thread (bench/idp_response.py ours)':<58} | {core:>11.0f} | per core")
-        for row in (rows[1], rows[4]):
+        for row in (rows[1], rows[2]):
             sso = statistics.median(results[row[0]])
             print(
                 f"\n{row[0]}: end to end ({args.workers} workers) / core rate on one core = {sso / core:.0%} "
@@ -419,7 +463,7 @@ def main():
             )
         print()
         print(
-            f"CPU per response in one thread (WSGI handler called directly, persistent connection): bare view "
+            f"CPU per response in one thread (WSGI handler called directly): bare view "
             f"{cpu['bare']:.2f} ms, SSO {cpu['sso']:.2f} ms (trace store off), {cpu['sso_traced']:.2f} ms (on), "
             f"with directory attributes {cpu['sso_directory']:.2f} ms; core {1000 / core:.2f} ms"
         )
@@ -432,16 +476,18 @@ def main():
         if args.memory_responses:
             # New client connections for every chunk, so both workers serve a share; the baseline is taken once both
             # have served a tenth of the run (imports, caches and the signing key are in place by then).
-            server = Gunicorn(environment(work / "var", work, "WARNING", **persistent), args.workers, args.threads)
+            server = Gunicorn(environment(work / "var", work, "INFO"), args.workers, args.threads)
             chunk = args.memory_responses // 5
+            # wrk runs for a time, not a count: each fifth lasts as long as the defaults row needs for it.
+            chunk_seconds = chunk / max(1.0, statistics.median(results[rows[1][0]]))
             try:
                 for _ in range(2):
-                    load(server.port, sso_static, cookie, 0, args.clients, limit=args.memory_responses // 20)
+                    drive(server.port, sso_static, cookie, chunk_seconds / 4, limit=args.memory_responses // 20)
                 pids = sorted(server.worker_pids())
                 series = {pid: [rss_mib(pid)] for pid in pids}
                 mark, served, failures = time.monotonic(), 0, 0
                 for _ in range(5):
-                    _, failed, done = load(server.port, sso_static, cookie, 0, args.clients, limit=chunk)
+                    _, failed, done = drive(server.port, sso_static, cookie, chunk_seconds, limit=chunk)
                     served, failures = served + done, failures + failed
                     for pid in pids:
                         series[pid].append(rss_mib(pid))
@@ -449,7 +495,7 @@ def main():
                 server.stop()
             print(
                 f"\nmemory per worker (RSS, MiB) after warm-up and after each fifth of {served} more responses "
-                f"({failures} failed, {time.monotonic() - mark:.0f} s, persistent connections, trace store off):"
+                f"({failures} failed, {time.monotonic() - mark:.0f} s, embedded defaults, trace store on):"
             )
             for pid in pids:
                 values = series[pid]

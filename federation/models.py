@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from federation.audit import Audited
 from federation.secretbox import SealedTextField
@@ -232,7 +233,7 @@ class AuditEvent(models.Model):
 class TraceLine(models.Model):
     """A log line of federation's own loggers that belongs to a transaction (see tracing.py)."""
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)  # when it was logged, not when it was stored
     transaction_id = models.CharField(max_length=64, db_index=True)
     level = models.CharField(max_length=10)
     logger = models.CharField(max_length=100)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from federation.tracing import current_transaction_id, saml_transaction_id
@@ -124,10 +123,33 @@ def post_form(request, url, fields, *, title="Continue", status=200):
     A small script submits it at once; without JavaScript the user sees a Continue button. Used for the SAML
     HTTP-POST binding and POST status redirects.
     """
-    hidden = [(name, value) for name, value in fields.items() if value not in (None, "")]
-    # Rendered without the request: the page needs no context processors (user, messages), and this is the SSO hot path.
-    html = render_to_string("runtime/post_form.html", {"url": url, "fields": hidden, "title": title})
+    inputs = "".join(
+        f'  <input type="hidden" name="{escape(name)}" value="{escape(value)}">\n'
+        for name, value in fields.items()
+        if value not in (None, "")
+    )
+    # Formatted here rather than by a template: this page is on every HTTP-POST sign-on and rendering a template cost
+    # more than building the assertion's XML. Every value is HTML-escaped.
+    html = _POST_FORM_PAGE.format(title=escape(title), url=escape(url), inputs=inputs)
     return _no_store(HttpResponse(html, status=status))
+
+
+_POST_FORM_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="referrer" content="no-referrer">
+  <title>{title}</title>
+</head>
+<body onload="document.forms[0].submit()">
+<form method="post" action="{url}">
+{inputs}  <noscript><p>Your browser does not run scripts: press Continue to go on.</p></noscript>
+  <button type="submit">Continue</button>
+</form>
+</body>
+</html>
+"""
 
 
 # --- results the runtime services hand to their views (the IdP, SP-logout and SLO runtimes share them) -------------

@@ -108,8 +108,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The web process, the worker and beat share one SQLite file in the embedded mode.
     # WAL lets readers run beside the one writer; synchronous=NORMAL is still crash-safe in WAL mode and makes each
     # small commit (a replay-cache entry, a session) cheap.
+    # Connections are kept like PostgreSQL's (FEDERATION_DATABASE_CONN_MAX_AGE): opening one per request, and with WAL
+    # the checkpoint when the last one closes, cost more than a sign-on's own work.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
@@ -229,6 +230,9 @@ CERTIFICATE_EXPIRY_WARNING_DAYS = [int(d) for d in env_list("EXPIRY_WARNING_DAYS
 # Every service URL of entities (base URL, endpoints, WS-Fed URLs) must be https://.
 FEDERATION_REQUIRE_HTTPS = env_bool("REQUIRE_HTTPS", False)
 TRACE_RETENTION_DAYS = int(env("TRACE_RETENTION_DAYS", "14"))
+# Seconds a web process gathers finished requests' trace lines before one background INSERT stores them (0: each
+# request stores its own lines before it answers).
+TRACE_FLUSH_SECONDS = float(env("TRACE_FLUSH_SECONDS", "0.5"))
 
 # Logging: text or JSON lines, every line carries the transaction ID; federation's own lines with a
 # transaction ID are also kept in the database for the console's transaction search.

@@ -226,10 +226,9 @@ class DatabaseSessionStore(_Store):
         if not cookie_value or len(cookie_value) > 128:
             return None
         now = _now(now)
-        rows = list(SsoSession.objects.raw(_session_sql(), [participant_for or "", hashed(cookie_value)]))
-        if not rows:
+        row = _read_session_row(participant_for or "", hashed(cookie_value))
+        if row is None:
             return None
-        row = rows[0]
         if now >= row.idle_expires_at or now >= row.expires_at:
             self.delete(row.key)
             return None
@@ -368,6 +367,44 @@ def _session_sql():
         f"LEFT JOIN {q(SsoParticipant._meta.db_table)} p ON p.{q('session_id')} = s.{q('id')} "
         f"AND p.{q('remote_entity_id')} = %s WHERE s.{q('key')} = %s"
     )
+
+
+@lru_cache(maxsize=4)
+def _session_row_converters(vendor):
+    """Per column of the session read: the database value converters the ORM would apply (datetimes made aware on
+    SQLite, the JSON attributes decoded), worked out once instead of on every read."""
+    from django.db import connection
+    from django.db.models.expressions import Col
+
+    from federation.models import SsoSession
+
+    converters = []
+    for model_field in SsoSession._meta.concrete_fields:
+        column = Col(SsoSession._meta.db_table, model_field)
+        functions = connection.ops.get_db_converters(column) + model_field.get_db_converters(connection)
+        converters.append((model_field.attname, column, functions))
+    converters += [(f"p_{name}", None, []) for name in _PARTICIPANT_FIELDS]
+    return converters
+
+
+def _read_session_row(participant_for, key):
+    """The session row with the partner's participant columns (p_…), as attributes, or None. A cursor rather than
+    the ORM's raw(): building model instances cost more than the query on the SSO hot path."""
+    from types import SimpleNamespace
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(_session_sql(), [participant_for, key])
+        values = cursor.fetchone()
+    if values is None:
+        return None
+    row = {}
+    for value, (name, column, functions) in zip(values, _session_row_converters(connection.vendor), strict=True):
+        for function in functions:
+            value = function(value, column, connection)
+        row[name] = value
+    return SimpleNamespace(**row)
 
 
 def _participant_columns(participant):

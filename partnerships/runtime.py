@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 
+from django.db import connection
+
 from federation.secretbox import unseal_text
 from partnerships.models import PartnershipSnapshot
 
@@ -37,10 +39,7 @@ class NoActivePartnership(LookupError):
 
 
 def find_active(kind, remote_entity_id, local_entity_id=None):
-    rows = PartnershipSnapshot.objects.filter(kind=kind, remote_entity_id=remote_entity_id, current=True)
-    if local_entity_id is not None:
-        rows = rows.filter(local_entity_id=local_entity_id)
-    found = list(rows.values_list("pk", flat=True)[:2])
+    found = _current_snapshot_ids(kind, remote_entity_id, local_entity_id)
     if not found:
         raise NoActivePartnership(f"There is no active {kind} partnership with '{remote_entity_id}'.")
     if len(found) > 1:
@@ -48,6 +47,27 @@ def find_active(kind, remote_entity_id, local_entity_id=None):
             f"Several active {kind} partnerships have the partner '{remote_entity_id}'; the request must name the local entity."
         )
     return load_snapshot(found[0])
+
+
+@lru_cache(maxsize=2)
+def _current_snapshot_sql(with_local):
+    """The runtime lookup written once (it runs on every sign-on; building it with the ORM cost more than running it).
+    It uses the index `snapshot_runtime_lookup` on (kind, remote_entity_id, current)."""
+    quote = connection.ops.quote_name
+    table = quote(PartnershipSnapshot._meta.db_table)
+    sql = f"SELECT {quote('id')} FROM {table} WHERE {quote('kind')} = %s AND {quote('remote_entity_id')} = %s AND {quote('current')} = %s"
+    if with_local:
+        sql += f" AND {quote('local_entity_id')} = %s"
+    return sql + " LIMIT 2"
+
+
+def _current_snapshot_ids(kind, remote_entity_id, local_entity_id):
+    params = [kind, remote_entity_id, True]
+    if local_entity_id is not None:
+        params.append(local_entity_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_current_snapshot_sql(local_entity_id is not None), params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 @lru_cache(maxsize=4096)

@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 # python-ldap compiles against libldap/libsasl; xmlsec against libxmlsec1; the xmlsec1 program is what pysaml2 (a test
 # peer) signs and verifies with; slapd + ldap-utils run the LDAP
 # test directory; chromium drives the browser tests (Debian's build, never a downloaded one).
-DEBIAN_PACKAGES="libldap2-dev libsasl2-dev libxmlsec1-dev xmlsec1 pkg-config slapd ldap-utils chromium"
+DEBIAN_PACKAGES="libldap2-dev libsasl2-dev libxmlsec1-dev xmlsec1 pkg-config slapd ldap-utils chromium wrk"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

@@ -1,7 +1,13 @@
 """Shared fixtures. Area fixtures live in their own modules, registered here as plugins."""
 
+import os
+
 import pytest
 from django.contrib.auth.models import Group
+
+# Trace lines are stored before each response leaves (not by the background writer), so a test reads them right after
+# the request, inside its own database transaction; servers the tests start in other processes inherit this.
+os.environ["FEDERATION_TRACE_FLUSH_SECONDS"] = "0"
 
 from federation.roles import ADMINISTRATORS, AUDITORS
 
@@ -53,3 +59,10 @@ def _fresh_runtime_caches():
     ):
         cached.cache_clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _trace_lines_stored_per_request(settings):
+    """Whatever the environment says (settings may have been read before this module set it), tests store a request's
+    trace lines in its own thread; test_trace_store_background.py sets a flush interval itself."""
+    settings.TRACE_FLUSH_SECONDS = 0

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from federation import runtime_paths
+from federation.tracing import TRANSACTION_HEADER
 from federation.models import SsoSession, TraceLine
 from federation.saml import constants as C
 from partnerships.models import AuthnContextTemplate
@@ -320,13 +321,19 @@ def test_idp_initiated_sso_with_a_session_reads_two_rows(client, make_partnershi
     support.posted(support.sign_in(client, start))
     support.posted(client.get(runtime_paths.SAML2_SSO, {"SPID": world.sp_entity_id}, secure=True))  # warm caches
     with CaptureQueriesContext(connection) as queries:
-        support.posted(client.get(runtime_paths.SAML2_SSO, {"SPID": world.sp_entity_id}, secure=True))
+        response = client.get(runtime_paths.SAML2_SSO, {"SPID": world.sp_entity_id}, secure=True)
+    support.posted(response)
     statements = [q["sql"] for q in queries.captured_queries]
     trace = [sql for sql in statements if "federation_traceline" in sql]
     other = [sql for sql in statements if "federation_traceline" not in sql]
     assert len(other) == 2, other
     assert "partnerships_partnershipsnapshot" in other[0] and "federation_ssosession" in other[1]
-    assert all(sql.startswith("INSERT") for sql in trace) and len(trace) == 8
+    # The request's trace lines (its checkpoints and the SAML-ID link line) are stored with one INSERT at its end.
+    assert len(trace) == 1 and trace[0].startswith("INSERT"), trace
+    request_lines = TraceLine.objects.filter(transaction_id=response[TRANSACTION_HEADER])
+    assert request_lines.count() >= 5, list(request_lines.values_list("checkpoint", flat=True))
+    saml_id = request_lines.get(checkpoint="SAML_TRANSACTION").message.split()[2]  # "SAML transaction <ID> …"
+    assert TraceLine.objects.filter(transaction_id=saml_id, checkpoint="SAML_TRANSACTION").exists()
 
 
 def test_session_attributes_reach_the_assertion(client, make_partnership, django_user_model, tmp_path):

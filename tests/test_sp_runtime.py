@@ -20,6 +20,7 @@ from federation.saml.signing import sign, verify
 from federation.saml.xml import children, parse_xml
 from partnerships import authn_context_services
 from tests import sp_runtime_support as support
+from tests.idp_runtime_support import form_of
 from tests.sp_runtime_support import (
     ACS_PATH,
     ACS_URL,
@@ -390,8 +391,8 @@ def test_signed_authn_requests_on_both_bindings_are_verified_by_pysaml2(client, 
     assert parsed.message.id == request_id
     world.reactivate(sso_slo={"authn_request_bindings": ["post"]})
     form = start(client)[0]
-    assert form.status_code == 200 and form.context["url"] == IDP_SSO and form["Cache-Control"] == "no-store"
-    fields = dict(form.context["fields"])
+    action, fields = form_of(form)
+    assert form.status_code == 200 and action == IDP_SSO and form["Cache-Control"] == "no-store"
     parsed = strict_idp.parse_authn_request(fields["SAMLRequest"], BINDING_HTTP_POST)
     assert SpRequestState.objects.filter(request_id=parsed.message.id).exists()
 
@@ -438,8 +439,8 @@ def test_status_redirects_by_302_and_by_post(client, world, idp):
     assert not_found.status_code == 302 and not_found["Location"] == "https://www.example.org/register"
     assert trace_lines("SSOSAML2SP_USER_NOT_FOUND", "'nobody'")
     invalid = post_response(client, idp_response(idp, None, destination="https://sp.example.org/elsewhere"))
-    assert invalid.status_code == 200 and invalid.context["url"] == "https://www.example.org/failed"
-    fields = dict(invalid.context["fields"])
+    action, fields = form_of(invalid)
+    assert invalid.status_code == 200 and action == "https://www.example.org/failed"
     assert fields == {"status": "400", "condition": "invalid_sso_message", "transaction_id": invalid["X-Transaction-ID"]}
 
 

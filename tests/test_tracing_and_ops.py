@@ -48,6 +48,22 @@ def test_a_failing_request_logs_under_its_transaction_id(settings, admin_user, a
     assert "server error while serving /boom/" in page
 
 
+def test_a_requests_trace_lines_are_stored_in_one_insert_at_its_end_even_when_its_transaction_rolls_back(
+    settings, client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ROOT_URLCONF = "tests.urls_with_failing_view"
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/rolled-back/")
+    inserts = [q["sql"] for q in queries.captured_queries if "federation_traceline" in q["sql"]]
+    assert len(inserts) == 1 and inserts[0].startswith("INSERT")
+    stored = TraceLine.objects.filter(transaction_id=response["X-Transaction-ID"]).order_by("id")
+    assert [line.checkpoint for line in stored] == ["TEST_BEFORE", "TEST_INSIDE"]
+    assert stored[0].at <= stored[1].at  # the time each line was logged, not when they were stored
+
+
 def test_json_log_format_has_transaction_and_checkpoint():
     record = logging.LogRecord("federation.x", logging.INFO, __file__, 1, "hello %s", ("world",), None)
     record.checkpoint = "CP_1"

@@ -301,8 +301,8 @@ def _config(snapshot_id, partnership_id, version, name):
                 block_algorithm=ALGORITHM_URIS[sig.get("encryption_block_algorithm") or "aes256-gcm"],
                 key_transport=ALGORITHM_URIS[sig.get("encryption_key_transport") or "rsa-oaep-mgf1p"],
                 encrypt_assertion=bool(sig.get("encrypt_assertion")),
-                # An encrypted assertion already hides its NameID; encrypting both is refused by the core.
-                encrypt_name_id=bool(sig.get("encrypt_name_id")) and not sig.get("encrypt_assertion"),
+                # Both may be ticked: the NameID is encrypted first, then the signed assertion that holds it.
+                encrypt_name_id=bool(sig.get("encrypt_name_id")),
             )
     signing_alias = sig.get("signing_key") or ""
     return IdpConfig(

@@ -75,6 +75,35 @@ def test_pysaml2_encrypted_name_id(client, make_partnership, django_user_model, 
     assert parsed.name_id.text == "alice@example.test"
 
 
+def test_pysaml2_encrypted_name_id_inside_an_encrypted_assertion(client, make_partnership, django_user_model, tmp_path):
+    """Both boxes ticked: the NameID is an EncryptedID inside the (signed, then encrypted) assertion."""
+    from federation.saml import encryption
+    from federation.saml.xml import parse_xml
+
+    world = support.build_world(
+        make_partnership,
+        django_user_model,
+        settings={
+            "signature": {
+                "sign_post": "assertion",
+                "encrypt_assertion": True,
+                "encrypt_name_id": True,
+                "encryption_certificate": "sp-verify",
+            }
+        },
+    )
+    sp = support.pysaml2_sp(world, tmp_path)
+    request_id, fields = redirect_sso(client, sp, world)
+    response = parse_xml(__import__("base64").b64decode(fields["SAMLResponse"]))
+    encrypted = response.find(f"{{{C.NS_SAML}}}EncryptedAssertion")
+    assert encrypted is not None and response.find(f"{{{C.NS_SAML}}}Assertion") is None
+    assertion = encryption.decrypt(encrypted, world.sp.key)
+    assert assertion.find(f"{{{C.NS_SAML}}}Subject/{{{C.NS_SAML}}}EncryptedID") is not None
+    assert assertion.find(f"{{{C.NS_SAML}}}Subject/{{{C.NS_SAML}}}NameID") is None
+    parsed = sp.parse_authn_request_response(fields["SAMLResponse"], BINDING_HTTP_POST, {request_id: "/"})
+    assert parsed.name_id.text == "alice@example.test"
+
+
 def test_allow_create_persistent_name_id_is_stable(client, make_partnership, django_user_model, tmp_path):
     world = support.build_world(
         make_partnership,

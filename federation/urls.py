@@ -5,6 +5,8 @@ from federation import nid_urls
 from federation.views import console, demo, ops
 
 urlpatterns = [
+    # First: every runtime request (sign-on, logout, artifacts) is matched before the console's patterns are tried.
+    path("affwebservices/", include("federation.runtime_urls")),
     path("", console.dashboard, name="dashboard"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -17,7 +19,6 @@ urlpatterns = [
     path("audit/", console.audit_log, name="audit"),
     path("trace/", console.trace, name="trace"),
     path("settings/", console.settings_page, name="settings"),
-    path("affwebservices/", include("federation.runtime_urls")),
     path("demo/", demo.landing, name="demo_landing"),
     path("healthz", ops.healthz, name="healthz"),
     path("metrics", ops.metrics_view, name="metrics"),

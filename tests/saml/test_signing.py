@@ -274,27 +274,12 @@ def test_signing_gives_the_same_digest_and_signature_value_as_xmlsec(idp_rsa):
     assert values[0] == values[1]
 
 
-def test_dsa_signing_round_trips_when_the_partnership_allows_it(tmp_path):
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
+def test_dsa_signing_round_trips_when_the_partnership_allows_it():
     from cryptography.hazmat.primitives.asymmetric import dsa
-    from cryptography.x509.oid import NameOID
 
-    key = dsa.generate_private_key(key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dsa.example.org")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    from tests.keystore_fixtures import self_signed
+
+    key, certificate = self_signed("dsa.example.org", key=dsa.generate_private_key(key_size=2048))
     assertion = messages.assertion()
     sign(assertion, key, certificate, algorithm=C.DSA_SHA1, digest=C.SHA1)
     received = parse_xml(to_bytes(assertion))

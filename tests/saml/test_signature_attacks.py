@@ -122,6 +122,39 @@ def test_modified_after_signing(load, trusted):
         verify(root, root, trusted)
 
 
+def test_modified_content_with_a_recomputed_digest_value(fixture_bytes, trusted):
+    """The attacker changes the NameID and writes the matching DigestValue into SignedInfo: the digest now matches, but
+    SignedInfo changed, so its SignatureValue no longer verifies with the trusted key."""
+    import base64
+    import hashlib
+
+    from lxml import etree
+
+    root = parse_xml(fixture_bytes("peers/pysaml2-response-signed.xml"))
+    assertion = first_assertion(root)
+    assertion.find(f"{{{C.NS_SAML}}}Subject/{{{C.NS_SAML}}}NameID").text = "admin"
+    work = parse_xml(etree.tostring(assertion))
+    signature = children(work, C.NS_DS, "Signature")[0]
+    work.remove(signature)
+    digest = hashlib.new(
+        "sha1" if "sha1" in signature.find(f".//{{{C.NS_DS}}}DigestMethod").get("Algorithm") else "sha256",
+        etree.tostring(work, method="c14n", exclusive=True, with_comments=False),
+    ).digest()
+    children(assertion, C.NS_DS, "Signature")[0].find(f".//{{{C.NS_DS}}}DigestValue").text = base64.b64encode(digest).decode()
+    allowed = C.DEFAULT_SIGNATURE_ALGORITHMS | C.SHA1_SIGNATURE_ALGORITHMS
+    with pytest.raises(SignatureError, match="^signature invalid for every trusted certificate$"):
+        verify(root, assertion, trusted, allowed)
+
+
+def test_signature_value_that_is_not_base64(fixture_bytes, trusted):
+    root = parse_xml(fixture_bytes("peers/pysaml2-response-signed.xml"))
+    assertion = first_assertion(root)
+    children(assertion, C.NS_DS, "Signature")[0].find(f"{{{C.NS_DS}}}SignatureValue").text = "not base64!"
+    allowed = C.DEFAULT_SIGNATURE_ALGORITHMS | C.SHA1_SIGNATURE_ALGORITHMS
+    with pytest.raises(SignatureError, match="the SignatureValue is not valid base64"):
+        verify(root, assertion, trusted, allowed)
+
+
 def test_valid_signature_by_an_untrusted_key(load, trusted):
     assertion = load("untrusted-signer.xml")
     with pytest.raises(SignatureError, match=r"^signature invalid for every trusted certificate$"):

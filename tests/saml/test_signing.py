@@ -223,7 +223,7 @@ def test_verify_needs_the_element_inside_the_root_and_a_trusted_certificate(idp_
         verify(assertion, assertion, [])
 
 
-def test_xmlsec_is_the_verifier_a_direct_check_agrees(idp_rsa):
+def test_xmlsec_itself_accepts_what_we_sign(idp_rsa):
     """Cross-check: xmlsec used directly (as python3-saml does) accepts what we sign."""
     assertion = messages.assertion()
     sign(assertion, idp_rsa.key, idp_rsa.certificate)

@@ -1,6 +1,6 @@
 """Benchmark of metadata import at national-federation scale (not a test).
 
-    cd /work/main && .venv/bin/python bench/metadata_import.py [--entities 10000] [--skip-pysaml2] [--what-if]
+    cd /work/main && .venv/bin/python bench/metadata_import.py [--entities 10000] [--skip-pysaml2]
     .venv/bin/python bench/metadata_import.py --database-url postgres://postgres@127.0.0.1:5432/bench_import
 
 Generates (once, into var/bench/, not committed) a synthetic aggregate like a national federation's:
@@ -15,14 +15,13 @@ independent signer). Then, each in its own process so that its peak RSS (ru_maxr
   whole-tree verify           federation.saml.signing.verify on the whole document parsed as one
                               tree: what the streaming verifier avoids (the memory trade-off)
   our full import             `manage.py metadata import FILE --trust-anchor … --all-entities`:
-                              verify, then check and store every entity with its endpoints and
-                              certificates in batches of 500 (entity_services.check_new_entity, then
-                              bulk writes and one audit event per batch) — on SQLite (a fresh file)
-                              and, with --database-url, on PostgreSQL (the database is created and
-                              dropped by this script). Its notes say where the time went.
-  what-if rows (--what-if)    the same import with an index for the entity rules' name lookup, and
-                              with those rules' per-entity lookups answered by the batch (simulated):
-                              what a schema / models.py change would save; not the shipped code
+                              one read that verifies the document and keeps the matching entities,
+                              then every entity checked and stored with its endpoints and
+                              certificates in batches of 500 (entity_services.check_new_entities:
+                              the rules' lookups answered per batch; bulk writes and one audit event
+                              per batch) — on SQLite (a fresh file) and, with --database-url, on
+                              PostgreSQL (the database is created and dropped by this script). Its
+                              notes say where the time went and how many queries it made.
   pysaml2 MetadataStore.load  the same file loaded by pysaml2 (no signature check), the peer
 
 Targets (the issue): our full import under 200 MB peak RSS and faster than pysaml2's load.
@@ -329,7 +328,7 @@ def _time_calls(owner, name, totals, bucket, only=None):
     setattr(owner, name, timed)
 
 
-def child_import(path, signer_cert, what_if=""):
+def child_import(path, signer_cert):
     import django
 
     django.setup()
@@ -338,57 +337,45 @@ def child_import(path, signer_cert, what_if=""):
 
     from django.core.management import call_command
     from django.db import connection
-    from django.db.models import QuerySet
-    from django.db.models.fields import Field
-    from django.db.models.fields.related import ForeignKey
 
-    from entities import entity_services, metadata_import, services
+    from entities import entity_services, metadata_import, models, services
     from entities.models import Endpoint, Entity, KeystoreEntry
 
     services.import_trusted_certificate("bench-federation-signer", signer_cert.encode())
-    if what_if == "name-index":
-        # An index the entity rules' case-insensitive name lookup can use (Django's iexact is LIKE on
-        # SQLite, UPPER(…) = UPPER(…) on PostgreSQL); the schema has none, so the lookup scans the table.
-        with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                cursor.execute('CREATE INDEX bench_entity_name_nocase ON entities_entity ("name" COLLATE NOCASE)')
-            else:
-                cursor.execute('CREATE INDEX bench_entity_name_upper ON entities_entity (UPPER("name"::text))')
-    elif what_if == "prefetched-lookups":
-        # Simulates the models.py change the batch needs: Entity.clean's two lookups per entity (name,
-        # remote entity ID) and the keystore reference checks answered by the batch's prefetch. Every
-        # entity of this benchmark is new, so "no other entity has it" is what the prefetch answers.
-        first, field_validate = QuerySet.first, Field.validate
-        QuerySet.first = lambda queryset: None if queryset.model is Entity else first(queryset)
-        ForeignKey.validate = lambda field, value, instance: field_validate(field, value, instance)
     # Where the time goes (the phases nest: a batch includes its checks and writes; the checks
-    # include the entity rules' own database lookups).
+    # include the batch's prefetch of the rules' answers).
     totals = defaultdict(float)
     _time_calls(metadata_import, "_import_batch", totals, "batches")
-    _time_calls(entity_services, "check_new_entity", totals, "checks")
+    _time_calls(entity_services, "check_new_entities", totals, "checks")
+    _time_calls(models.PrefetchedLookups, "_fetch", totals, "prefetch")
     _time_calls(entity_services, "create_entities", totals, "writes")
     _time_calls(KeystoreEntry.objects, "bulk_create", totals, "writes")
-    # Entity.clean looks up the name (case-insensitively) and the remote entity ID of every entity.
-    _time_calls(QuerySet, "first", totals, "entity_lookups", only=lambda queryset: queryset.model is Entity)
-    _time_calls(ForeignKey, "validate", totals, "key_checks")
+    queries = [0]
+
+    def count(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
     out = StringIO()
     start = time.perf_counter()
-    call_command(
-        "metadata",
-        "import",
-        str(path),
-        "--trust-anchor",
-        "bench-federation-signer",
-        "--all-entities",
-        stdout=out,
-        stderr=StringIO(),
-    )
+    with connection.execute_wrapper(count):
+        call_command(
+            "metadata",
+            "import",
+            str(path),
+            "--trust-anchor",
+            "bench-federation-signer",
+            "--all-entities",
+            stdout=out,
+            stderr=StringIO(),
+        )
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
         "entities": Entity.objects.count(),
         "endpoints": Endpoint.objects.count(),
         "certificates": KeystoreEntry.objects.count() - 1,
+        "queries": queries[0],
         "result": out.getvalue().splitlines()[0],
         "breakdown": {"reading": seconds - totals["batches"], **totals},
     }
@@ -411,12 +398,12 @@ def child_pysaml2(path):
     return {"seconds": time.perf_counter() - start, "entities": count}
 
 
-def run_child(mode, path, env_extra=None, signer_cert="", what_if=""):
+def run_child(mode, path, env_extra=None, signer_cert=""):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDERATION_")}
     env.update(env_extra or {})
     env["DJANGO_SETTINGS_MODULE"] = "federation.settings"
     done = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--file", str(path), "--signer-cert", signer_cert, "--what-if-mode", what_if],
+        [sys.executable, __file__, "--child", mode, "--file", str(path), "--signer-cert", signer_cert],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -453,14 +440,7 @@ def main():
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help="Also import with a name index and with the entity rules' lookups answered by the batch (simulated): "
-        "what those changes would save. Not the shipped code.",
-    )
     parser.add_argument("--signer-cert", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--what-if-mode", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
@@ -469,7 +449,7 @@ def main():
             "lxml": lambda: child_lxml(path),
             "verify": lambda: child_verify(path, args.signer_cert),
             "core-verify": lambda: child_core_verify(path, args.signer_cert),
-            "import": lambda: child_import(path, args.signer_cert, args.what_if_mode),
+            "import": lambda: child_import(path, args.signer_cert),
             "pysaml2": lambda: child_pysaml2(path),
         }[args.child]()
         result["peak_mb"] = _peak_mb()
@@ -497,29 +477,22 @@ def main():
     rows.append(("our read + streaming signature verification", "-", result))
     result = run_child("core-verify", path, signer_cert=signer_cert)
     rows.append(("whole-tree parse_xml + signing.verify (not used for aggregates)", "-", result))
-    imports = [("our full import (verify + store all)", "")]
-    if args.what_if:
-        imports += [
-            ("what-if: + an index for the name lookup (not in the schema)", "name-index"),
-            ("what-if: entity rules' lookups answered by the batch (simulated)", "prefetched-lookups"),
-        ]
+    label = "our full import (verify + store all)"
     if not args.skip_sqlite:
         db = BENCH_DIR / "bench-import.sqlite3"
-        for label, what_if in imports:
-            db.unlink(missing_ok=True)
-            env = {"FEDERATION_DATABASE_URL": f"sqlite:///{db}", "FEDERATION_VAR_DIR": str(BENCH_DIR / "var-sqlite")}
-            _migrate(env)
-            rows.append((label, "SQLite", run_child("import", path, env, signer_cert, what_if)))
+        db.unlink(missing_ok=True)
+        env = {"FEDERATION_DATABASE_URL": f"sqlite:///{db}", "FEDERATION_VAR_DIR": str(BENCH_DIR / "var-sqlite")}
+        _migrate(env)
+        rows.append((label, "SQLite", run_child("import", path, env, signer_cert)))
         db.unlink(missing_ok=True)
     if args.database_url:
-        for label, what_if in imports:
-            _postgres(args.database_url, "create")
-            try:
-                env = {"FEDERATION_DATABASE_URL": args.database_url, "FEDERATION_VAR_DIR": str(BENCH_DIR / "var-pg")}
-                _migrate(env)
-                rows.append((label, "PostgreSQL", run_child("import", path, env, signer_cert, what_if)))
-            finally:
-                _postgres(args.database_url, "drop")
+        _postgres(args.database_url, "create")
+        try:
+            env = {"FEDERATION_DATABASE_URL": args.database_url, "FEDERATION_VAR_DIR": str(BENCH_DIR / "var-pg")}
+            _migrate(env)
+            rows.append((label, "PostgreSQL", run_child("import", path, env, signer_cert)))
+        finally:
+            _postgres(args.database_url, "drop")
     if not args.skip_pysaml2:
         rows.append(("pysaml2 MetadataStore.load (no signature check)", "-", run_child("pysaml2", path)))
 
@@ -533,9 +506,9 @@ def main():
         if "breakdown" in result:
             part = result["breakdown"]
             notes.append(
-                f"reading both passes {part['reading']:.1f} s, batches {part['batches']:.1f} s: entity checks "
-                f"{part['checks']:.1f} s (of which the rules' name/entity ID lookups {part['entity_lookups']:.1f} s "
-                f"and keystore reference checks {part['key_checks']:.1f} s), bulk writes {part['writes']:.1f} s"
+                f"reading, verifying and the rest {part['reading']:.1f} s, batches {part['batches']:.1f} s: entity checks "
+                f"{part['checks']:.1f} s (of which the prefetch of the rules' answers {part['prefetch']:.1f} s), "
+                f"bulk writes {part['writes']:.1f} s; {result['queries']} queries"
             )
         if result.get("verified"):
             notes.append("signature verified")

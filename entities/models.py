@@ -246,9 +246,12 @@ def require_https():
     return bool(getattr(settings, "FEDERATION_REQUIRE_HTTPS", False))
 
 
+_WHITESPACE = re.compile(r"\s")  # the characters str.isspace() accepts
+
+
 def url_problem(value):
     """Why `value` is not a usable service URL (plain words), or None when it is."""
-    if any(ch.isspace() for ch in value):
+    if _WHITESPACE.search(value):
         return "A URL cannot contain spaces; encode them as %20."
     if len(value) > URL_MAX:
         return f"A URL has at most {URL_MAX} characters."
@@ -356,6 +359,10 @@ class EndpointKind(models.TextChoices):
 
 # Endpoints with an index (SAML metadata's IndexedEndpointType).
 INDEXED_ENDPOINT_KINDS = frozenset({EndpointKind.ACS, EndpointKind.ARTIFACT_RESOLUTION})
+# The rules test these for every row of a bulk import; Django's `Choices.values` builds a new list on each use.
+ENDPOINT_KIND_VALUES = frozenset(EndpointKind.values)
+LOCATION_VALUES = frozenset(Location.values)
+ENTITY_TYPE_VALUES = frozenset(EntityType.values)
 # Endpoints that may name a separate location for responses.
 RESPONSE_LOCATION_KINDS = frozenset({EndpointKind.SLO, EndpointKind.MANAGE_NAME_ID})
 
@@ -741,15 +748,18 @@ class Entity(Audited, models.Model):
 
     # -- validation
 
-    def clean(self):
+    def clean(self, lookups=None):
+        """The entity's own rules. `lookups` answers the rules' database questions (RuleLookups: one
+        query each; a bulk import passes the answers it prefetched for its whole batch)."""
+        lookups = lookups or DATABASE_LOOKUPS
         errors = {}
 
         def add(field, message):
             errors.setdefault(field, []).append(message)
 
-        if self.location not in Location.values:
+        if self.location not in LOCATION_VALUES:
             add("location", "Choose Local or Remote.")
-        if self.entity_type not in EntityType.values:
+        if self.entity_type not in ENTITY_TYPE_VALUES:
             add("entity_type", "Choose one of the six entity types.")
         if errors:
             raise ValidationError(errors)
@@ -774,9 +784,9 @@ class Entity(Audited, models.Model):
         elif len(self.entity_id) > ENTITY_ID_MAX:
             add("entity_id", f"An entity ID has at most {ENTITY_ID_MAX} characters.")
         elif self.location == Location.REMOTE:
-            other = Entity.objects.filter(location=Location.REMOTE, entity_id=self.entity_id).exclude(pk=self.pk).first()
+            other = lookups.remote_entity_id_owner(self)
             if other is not None:
-                add("entity_id", f"The remote entity '{other.name}' already has this entity ID; remote entity IDs are unique.")
+                add("entity_id", f"The remote entity '{other}' already has this entity ID; remote entity IDs are unique.")
 
         if not self.name:
             add("name", "Enter an entity name.")
@@ -785,9 +795,9 @@ class Entity(Audited, models.Model):
         elif not re.fullmatch(ENTITY_NAME_PATTERN, self.name):
             add("name", "Use only letters, digits, '_', '-' and '.' in an entity name (no spaces).")
         else:
-            other = Entity.objects.named(self.name).exclude(pk=self.pk).first()
+            other = lookups.name_owner(self)
             if other is not None:
-                add("name", f"The entity name '{other.name}' is already used by another entity; entity names are unique.")
+                add("name", f"The entity name '{other}' is already used by another entity; entity names are unique.")
 
         applicable = self.applicable_fields()
         if self.location == Location.LOCAL:
@@ -941,7 +951,7 @@ class Endpoint(Audited, models.Model):
         self.response_location = (self.response_location or "").strip()
         entity = self.entity
         allowed = endpoint_bindings(entity.location, entity.entity_type)
-        kind_label = EndpointKind(self.kind).label if self.kind in EndpointKind.values else "endpoint"
+        kind_label = EndpointKind(self.kind).label if self.kind in ENDPOINT_KIND_VALUES else "endpoint"
         if entity.location == Location.LOCAL:
             add(
                 "kind",
@@ -1092,17 +1102,103 @@ class EntityAttribute(Audited, models.Model):
             raise ValidationError(errors)
 
 
-def check_entity(entity, endpoints=(), attributes=()):
+class RuleLookups:
+    """The questions the entity rules ask the database, one query each: which other entity has this
+    name (regardless of case), which other remote entity has this entity ID, and (Django's field
+    validation) whether a referenced keystore entry exists. The answers are the other entity's name,
+    or None."""
+
+    def name_owner(self, entity):
+        return Entity.objects.named(entity.name).exclude(pk=entity.pk).values_list("name", flat=True).first()
+
+    def remote_entity_id_owner(self, entity):
+        others = Entity.objects.filter(location=Location.REMOTE, entity_id=entity.entity_id).exclude(pk=entity.pk)
+        return others.values_list("name", flat=True).first()
+
+    def keystore_entry_exists(self, pk):
+        """True when the entry is known to exist; False leaves the check to Django's own query."""
+        return False
+
+
+DATABASE_LOOKUPS = RuleLookups()
+
+
+class PrefetchedLookups(RuleLookups):
+    """The same answers for a batch of entities, fetched when it is made, in three queries (per 500
+    values): the entities holding any of the batch's names or remote entity IDs, and which of the
+    keystore entries it references exist. A question outside what was fetched is asked the database, as RuleLookups
+    does. The answers are as of the fetch: the unique constraints on names and remote entity IDs (and
+    the foreign keys) still refuse a row someone else wrote in the meantime."""
+
+    CHUNK = 500  # values per IN (…), well under SQLite's limit of 999 parameters
+
+    def __init__(self, names=(), entity_ids=(), keystore_ids=()):
+        self._names = {}  # lower-case name → [(pk, name)] of the entities holding it
+        self._entity_ids = {}  # remote entity ID → [(pk, name)]
+        self._asked_names = {name.lower() for name in names}
+        self._asked_entity_ids = set(entity_ids)
+        self._keystore_ids = set()
+        self._fetch(sorted(self._asked_names), sorted(self._asked_entity_ids), sorted(set(keystore_ids) - {None}))
+
+    def _fetch(self, names, entity_ids, keystore_ids):
+        for chunk in _chunks(names, self.CHUNK):
+            holders = Entity.objects.annotate(name_lower=Lower("name")).filter(name_lower__in=chunk)
+            for pk, name in holders.values_list("pk", "name"):
+                self._names.setdefault(name.lower(), []).append((pk, name))
+        for chunk in _chunks(entity_ids, self.CHUNK):
+            holders = Entity.objects.filter(location=Location.REMOTE, entity_id__in=chunk)
+            for pk, entity_id, name in holders.values_list("pk", "entity_id", "name"):
+                self._entity_ids.setdefault(entity_id, []).append((pk, name))
+        for chunk in _chunks(keystore_ids, self.CHUNK):
+            self._keystore_ids.update(KeystoreEntry.objects.filter(pk__in=chunk).values_list("pk", flat=True))
+
+    def name_owner(self, entity):
+        if entity.name.lower() not in self._asked_names:
+            return super().name_owner(entity)
+        return _other(self._names.get(entity.name.lower(), ()), entity)
+
+    def remote_entity_id_owner(self, entity):
+        if entity.entity_id not in self._asked_entity_ids:
+            return super().remote_entity_id_owner(entity)
+        return _other(self._entity_ids.get(entity.entity_id, ()), entity)
+
+    def keystore_entry_exists(self, pk):
+        return pk in self._keystore_ids
+
+
+def _other(holders, entity):
+    """The name of the first holder that is not `entity` itself (None when there is none)."""
+    return next((name for pk, name in holders if entity.pk is None or pk != entity.pk), None)
+
+
+def _chunks(values, size):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def check_entity(entity, endpoints=(), attributes=(), lookups=None):
     """Every rule for an entity and its (unsaved or saved) endpoint and attribute rows.
 
     Returns the problems as {"entity": {field: [messages]}, "endpoints": {row: {field: [...]}},
     "attributes": {row: {field: [...]}}}, empty dicts when all is well. Row numbers are positions
-    in the given lists."""
+    in the given lists. `lookups` (a RuleLookups) answers the rules' database questions; by
+    default each is one query."""
     problems = {"entity": {}, "endpoints": {}, "attributes": {}}
-    try:
-        entity.full_clean(exclude=Entity.clean_covers, validate_unique=False, validate_constraints=False)
-    except ValidationError as exc:
-        problems["entity"] = exc.message_dict
+    lookups = lookups or DATABASE_LOOKUPS
+    # What Entity.full_clean(validate_unique=False, validate_constraints=False) does, with the lookups
+    # passed to clean(). A keystore reference the lookups know exists skips Django's query for it.
+    known_keys = [field for field in KEY_FIELDS if lookups.keystore_entry_exists(getattr(entity, f"{field}_id"))]
+    errors = {}
+    for step in (
+        lambda: entity.clean_fields(exclude={*Entity.clean_covers, *known_keys}),
+        lambda: entity.clean(lookups),
+    ):
+        try:
+            step()
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+    if errors:
+        problems["entity"] = ValidationError(errors).message_dict
     if "entity_type" in problems["entity"] or "location" in problems["entity"]:
         return problems
 
@@ -1121,7 +1217,7 @@ def check_entity(entity, endpoints=(), attributes=()):
     # Across rows: unique indexes, one default per kind, one row per binding of a non-indexed kind.
     seen_index, seen_default, seen_binding = {}, {}, {}
     for row, endpoint in enumerate(endpoints):
-        label = EndpointKind(endpoint.kind).label.lower() if endpoint.kind in EndpointKind.values else "endpoint"
+        label = EndpointKind(endpoint.kind).label.lower() if endpoint.kind in ENDPOINT_KIND_VALUES else "endpoint"
         if endpoint.kind in INDEXED_ENDPOINT_KINDS and endpoint.index is not None:
             key = (endpoint.kind, endpoint.index)
             if key in seen_index:

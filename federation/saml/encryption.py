@@ -1,9 +1,11 @@
 """XML Encryption of SAML 2.0 assertions, NameIDs and attributes (SAML core §2.2.4, XML
 Encryption 1.0/1.1).
 
-Encrypting uses xmlsec (the same library python3-saml and, as the xmlsec1 tool, pysaml2 use),
-so what we send is what those peers expect: `xenc:EncryptedData` (Type Element) whose
-`ds:KeyInfo` holds one `xenc:EncryptedKey` for the partner's RSA certificate.
+Encrypting writes the same `xenc:EncryptedData` (Type Element) that xmlsec writes, whose
+`ds:KeyInfo` holds one `xenc:EncryptedKey` for the partner's RSA certificate, so python3-saml,
+pysaml2 and the xmlsec1 tool decrypt it. The cryptography is done with `cryptography` and the
+XML with lxml, not by xmlsec: xmlsec's encryption context grew a worker by ~35 bytes per call,
+for good.
 
 Decrypting is done here with `cryptography`, not by xmlsec, for three reasons: the algorithm
 allow-list is applied to exactly the elements we then use; RSA PKCS#1 v1.5 key transport, when a
@@ -15,13 +17,12 @@ the plaintext goes through the hardened `parse_xml`, like every other inbound XM
 import base64
 import binascii
 import os
-from functools import lru_cache
 from xml.sax.saxutils import quoteattr
 
-import xmlsec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -59,20 +60,26 @@ from .constants import (
     algorithm_name,
 )
 from .errors import DecryptionError, EncryptionError, SAMLError
-from .keys import certificate_pem, load_certificate, load_private_key
+from .keys import load_certificate, load_private_key
 from .xml import child_elements, children, is_element, local_name, parse_xml, qname, reparse
 
-# block algorithm -> (session key bytes, xmlsec transform, xmlsec key data, mode)
+# block algorithm -> (session key bytes, mode)
 _BLOCK = {
-    AES128_CBC: (16, xmlsec.Transform.AES128, xmlsec.KeyData.AES, "cbc"),
-    AES192_CBC: (24, xmlsec.Transform.AES192, xmlsec.KeyData.AES, "cbc"),
-    AES256_CBC: (32, xmlsec.Transform.AES256, xmlsec.KeyData.AES, "cbc"),
-    AES128_GCM: (16, xmlsec.Transform.AES128_GCM, xmlsec.KeyData.AES, "gcm"),
-    AES192_GCM: (24, xmlsec.Transform.AES192_GCM, xmlsec.KeyData.AES, "gcm"),
-    AES256_GCM: (32, xmlsec.Transform.AES256_GCM, xmlsec.KeyData.AES, "gcm"),
-    TRIPLEDES_CBC: (24, xmlsec.Transform.DES3, xmlsec.KeyData.DES, "cbc"),
+    AES128_CBC: (16, "cbc"),
+    AES192_CBC: (24, "cbc"),
+    AES256_CBC: (32, "cbc"),
+    AES128_GCM: (16, "gcm"),
+    AES192_GCM: (24, "gcm"),
+    AES256_GCM: (32, "gcm"),
+    TRIPLEDES_CBC: (24, "cbc"),
 }
-_KEY_TRANSPORT = {RSA_OAEP_MGF1P: xmlsec.Transform.RSA_OAEP, RSA_1_5: xmlsec.Transform.RSA_PKCS1}
+_GCM_IV_BYTES = 12
+# key transport -> RSA padding; rsa-oaep-mgf1p fixes MGF1-SHA-1, and we write the SHA-1 digest out
+_KEY_TRANSPORT = {
+    RSA_OAEP_MGF1P: padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
+    RSA_1_5: padding.PKCS1v15(),
+}
+_BASE64_LINE = 64  # xmlsec's line length for CipherValue
 _OAEP_DIGESTS = {SHA1: hashes.SHA1, SHA256: hashes.SHA256, SHA384: hashes.SHA384, SHA512: hashes.SHA512}
 _MGF_DIGESTS = {
     MGF1_SHA1: hashes.SHA1,
@@ -99,52 +106,76 @@ def encrypt(element, certificate, algorithm=AES256_GCM, key_transport=RSA_OAEP_M
     Default: AES-256-GCM for the data (authenticated, so no padding oracle at the partner) and
     RSA-OAEP with MGF1-SHA-1 and a SHA-1 digest (written out as an explicit ds:DigestMethod) for
     the key, the key transport every SAML stack decrypts. Pick AES-*-CBC for a partner that
-    cannot do GCM, and RSA-1.5 or 3DES only for a partner that can do nothing else. The element is serialised as a self-contained copy, so it
-    decrypts on its own wherever the receiver puts it.
+    cannot do GCM, and RSA-1.5 or 3DES only for a partner that can do nothing else. The element
+    is serialised as a self-contained copy, so it decrypts on its own wherever the receiver puts
+    it.
     """
     if algorithm not in _BLOCK:
         raise EncryptionError(f"unsupported block algorithm {algorithm_name(algorithm)}")
     if key_transport not in _KEY_TRANSPORT:
         raise EncryptionError(f"unsupported key transport {algorithm_name(key_transport)}")
-    certificate = load_certificate(certificate)
-    public_key = certificate.public_key()
+    public_key = load_certificate(certificate).public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise EncryptionError("encryption needs the partner's RSA certificate")
     if public_key.key_size < MIN_RSA_KEY_BITS:
         raise EncryptionError(f"the partner's RSA key has {public_key.key_size} bits; at least {MIN_RSA_KEY_BITS} are required")
 
-    size, transform, key_data, _ = _BLOCK[algorithm]
-    # A holder outside the xenc namespace: under an xenc element lxml would drop an inner EncryptedID's own
-    # xmlns:xenc declaration, and the plaintext would not parse on its own after decryption.
-    holder = etree.Element("holder")
-    plaintext = reparse(element)
-    holder.append(plaintext)
-    encrypted_data = xmlsec.template.encrypted_data_create(holder, transform, type=xmlsec.EncryptionType.ELEMENT, ns="xenc")
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_data)
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(encrypted_data, ns="ds")
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, _KEY_TRANSPORT[key_transport])
+    size, _ = _BLOCK[algorithm]
+    session_key = os.urandom(size)
+    # The self-contained serialisation `reparse` makes: every declaration in scope is written on
+    # the element, so the plaintext parses on its own wherever the receiver puts it, and an inner
+    # EncryptedID keeps its own xmlns:xenc (no xenc ancestor here to absorb it).
+    plaintext = etree.tostring(element, encoding="UTF-8", xml_declaration=False, with_tail=False)
+    cipher_value = _encrypt_octets(algorithm, session_key, plaintext)
+    wrapped_key = public_key.encrypt(session_key, _KEY_TRANSPORT[key_transport])
+    return _encrypted_data(algorithm, key_transport, wrapped_key, cipher_value)
+
+
+def _encrypt_octets(algorithm, key, plaintext):
+    """IV || ciphertext (|| tag for GCM), as XML Encryption lays out CipherValue."""
+    if _BLOCK[algorithm][1] == "gcm":
+        iv = os.urandom(_GCM_IV_BYTES)
+        return iv + AESGCM(key).encrypt(iv, plaintext, None)
+    cipher_algorithm = TripleDES(key) if algorithm == TRIPLEDES_CBC else algorithms.AES(key)
+    # XML Encryption only defines the last pad octet; PKCS#7 fills all of them with it, which
+    # every decrypter accepts (also those that check PKCS#7).
+    padder = block_padding.PKCS7(cipher_algorithm.block_size).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    iv = os.urandom(cipher_algorithm.block_size // 8)
+    encryptor = Cipher(cipher_algorithm, modes.CBC(iv)).encryptor()
+    return iv + encryptor.update(padded) + encryptor.finalize()
+
+
+def _encrypted_data(algorithm, key_transport, wrapped_key, cipher_value):
+    """The xenc:EncryptedData xmlsec's template writes, line breaks included."""
+    encrypted_data = etree.Element(qname(NS_XENC, "EncryptedData"), nsmap={"xenc": NS_XENC}, Type=ENCRYPTED_TYPE_ELEMENT)
+    encrypted_data.text = "\n"
+    _line(encrypted_data, qname(NS_XENC, "EncryptionMethod"), Algorithm=algorithm)
+    key_info = _line(encrypted_data, qname(NS_DS, "KeyInfo"), nsmap={"ds": NS_DS})
+    key_info.text = "\n"
+    encrypted_key = _line(key_info, qname(NS_XENC, "EncryptedKey"))
+    encrypted_key.text = "\n"
+    method = _line(encrypted_key, qname(NS_XENC, "EncryptionMethod"), Algorithm=key_transport)
     if key_transport == RSA_OAEP_MGF1P:
-        method = children(encrypted_key, NS_XENC, "EncryptionMethod")[0]
         etree.SubElement(method, qname(NS_DS, "DigestMethod"), Algorithm=SHA1)
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
-
-    context = xmlsec.EncryptionContext(_keys_manager(certificate_pem(certificate)))
-    context.key = xmlsec.Key.generate(key_data, size * 8, xmlsec.KeyDataType.SESSION)
-    try:
-        result = context.encrypt_xml(encrypted_data, plaintext)
-    except xmlsec.Error as error:
-        raise EncryptionError(f"xmlsec could not encrypt: {error}") from None
-    # A fresh parse: nodes xmlsec builds in C do not use the document's name dictionary, and
-    # lxml's find()/iter() would not match them by tag.
-    return reparse(result)
+    _cipher_data(encrypted_key, wrapped_key)
+    _cipher_data(encrypted_data, cipher_value)
+    return encrypted_data
 
 
-@lru_cache(maxsize=256)
-def _keys_manager(certificate_pem_text):
-    """One xmlsec key manager per partner certificate: building one costs far more than encrypting an assertion."""
-    manager = xmlsec.KeysManager()
-    manager.add_key(xmlsec.Key.from_memory(certificate_pem_text, xmlsec.KeyFormat.CERT_PEM, None))
-    return manager
+def _line(parent, tag, **attributes):
+    element = etree.SubElement(parent, tag, **attributes)
+    element.tail = "\n"
+    return element
+
+
+def _cipher_data(parent, octets):
+    cipher_data = _line(parent, qname(NS_XENC, "CipherData"))
+    cipher_data.text = "\n"
+    text = base64.b64encode(octets).decode("ascii")
+    _line(cipher_data, qname(NS_XENC, "CipherValue")).text = "\n".join(
+        text[start : start + _BASE64_LINE] for start in range(0, len(text), _BASE64_LINE)
+    )
 
 
 def _encrypt_wrapped(element, wrapper, certificate, algorithm, key_transport):
@@ -305,7 +336,7 @@ def _unwrap_pkcs1v15(private_key, wrapped, size):
 
 
 def _decrypt_octets(algorithm, key, data):
-    _, _, _, mode = _BLOCK[algorithm]
+    _, mode = _BLOCK[algorithm]
     if mode == "gcm":
         if len(data) < 12 + 16:
             raise _Undecryptable

@@ -6,9 +6,12 @@ import os
 
 import pytest
 import xmlsec
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
 from federation.saml import constants as C
@@ -250,3 +253,30 @@ def test_encryption_needs_an_rsa_certificate_and_a_known_algorithm(sp_rsa, idp_e
         encrypt(messages.assertion(), sp_rsa.certificate, key_transport=C.RSA_OAEP)
     with pytest.raises(DecryptionError, match="needs our RSA private key"):
         decrypt(encrypt_assertion(messages.assertion(), sp_rsa.certificate), idp_ec.key)
+
+
+@pytest.mark.parametrize("algorithm", [C.AES128_CBC, C.TRIPLEDES_CBC, C.AES256_GCM])
+def test_cipher_value_layout_and_plaintext_read_with_plain_primitives(algorithm, sp_rsa):
+    """IV first (16 octets AES-CBC, 8 3DES, 12 GCM with the 16-octet tag last), CBC padding that
+    a strict PKCS#7 unpadder accepts, and the element's own serialisation in UTF-8 as the
+    plaintext, with the declarations of the envelope (xmlns:samlp) so that it parses on its own."""
+    assertion = children(messages.response(), C.NS_SAML, "Assertion")[0]
+    assertion.find(f"{{{C.NS_SAML}}}Issuer").text = "https://idp.example.org/é"
+    expected = etree.tostring(assertion, encoding="UTF-8")
+    encrypted = encrypt(assertion, sp_rsa.certificate, algorithm)
+    ns = {"xenc": C.NS_XENC, "ds": C.NS_DS}
+    wrapped = base64.b64decode(
+        encrypted.xpath("ds:KeyInfo/xenc:EncryptedKey/xenc:CipherData/xenc:CipherValue/text()", namespaces=ns)[0]
+    )
+    data = base64.b64decode(encrypted.xpath("xenc:CipherData/xenc:CipherValue/text()", namespaces=ns)[0])
+    session_key = sp_rsa.key.decrypt(wrapped, padding.OAEP(padding.MGF1(hashes.SHA1()), hashes.SHA1(), None))
+    if algorithm == C.AES256_GCM:
+        plaintext = AESGCM(session_key).decrypt(data[:12], data[12:], None)
+    else:
+        cipher = TripleDES(session_key) if algorithm == C.TRIPLEDES_CBC else algorithms.AES(session_key)
+        block = cipher.block_size // 8
+        decryptor = Cipher(cipher, modes.CBC(data[:block])).decryptor()
+        unpadder = block_padding.PKCS7(cipher.block_size).unpadder()
+        plaintext = unpadder.update(decryptor.update(data[block:]) + decryptor.finalize()) + unpadder.finalize()
+    assert plaintext == expected and "é".encode() in plaintext
+    assert etree.fromstring(plaintext).nsmap["samlp"] == C.NS_SAMLP

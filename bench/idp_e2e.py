@@ -221,7 +221,7 @@ def run(env, *args, script=None):
 
 
 class Gunicorn:
-    def __init__(self, env, workers, threads):
+    def __init__(self, env, workers, threads, worker_class="gthread"):
         self.port = free_port()
         self.process = subprocess.Popen(
             [
@@ -234,7 +234,7 @@ class Gunicorn:
                 "--workers",
                 str(workers),
                 "--worker-class",
-                "gthread",
+                worker_class,
                 "--threads",
                 str(threads),
                 "--keep-alive",
@@ -372,6 +372,12 @@ def main():
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread, default 1)")
+    parser.add_argument(
+        "--worker-class",
+        default="gthread",
+        choices=("gthread", "sync"),
+        help="gunicorn worker class (default gthread: keep-alive; sync closes every connection, as behind nginx)",
+    )
     parser.add_argument("--memory-responses", type=int, default=100_000, help="responses for the memory check (0: skip)")
     args = parser.parse_args()
 
@@ -424,7 +430,7 @@ def main():
             )
         print(
             f"# IdP runtime end to end - Python {platform.python_version()}, {os.cpu_count()} CPUs, gunicorn "
-            f"{args.workers} workers (gthread, {args.threads} thread), load: {args.load} with {args.clients} keep-alive "
+            f"{args.workers} workers ({args.worker_class}, {args.threads} thread), load: {args.load} with {args.clients} keep-alive "
             "connections"
         )
         print(
@@ -434,7 +440,7 @@ def main():
         results = {}
         for _round in range(args.rounds):
             for name, level, path, session, extra in rows:
-                server = Gunicorn(environment(work / "var", work, level, **extra), args.workers, args.threads)
+                server = Gunicorn(environment(work / "var", work, level, **extra), args.workers, args.threads, args.worker_class)
                 try:
                     drive(server.port, path, session, 2)  # warm up: imports, caches, key
                     rate, failed, _ = drive(server.port, path, session, args.seconds)
@@ -476,7 +482,7 @@ def main():
         if args.memory_responses:
             # New client connections for every chunk, so both workers serve a share; the baseline is taken once both
             # have served a tenth of the run (imports, caches and the signing key are in place by then).
-            server = Gunicorn(environment(work / "var", work, "INFO"), args.workers, args.threads)
+            server = Gunicorn(environment(work / "var", work, "INFO"), args.workers, args.threads, args.worker_class)
             chunk = args.memory_responses // 5
             # wrk runs for a time, not a count: each fifth lasts as long as the defaults row needs for it.
             chunk_seconds = chunk / max(1.0, statistics.median(results[rows[1][0]]))

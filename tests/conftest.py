@@ -11,7 +11,13 @@ os.environ["FEDERATION_TRACE_FLUSH_SECONDS"] = "0"
 
 from federation.roles import ADMINISTRATORS, AUDITORS
 
-pytest_plugins = ["tests.slapd", "tests.keystore_fixtures", "tests.browser", "tests.metadata_fixtures", "tests.partnership_fixtures"]
+pytest_plugins = [
+    "tests.slapd",
+    "tests.keystore_fixtures",
+    "tests.browser",
+    "tests.metadata_fixtures",
+    "tests.partnership_fixtures",
+]
 
 PASSWORD = "correct-horse-battery"
 

@@ -12,9 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from federation import runtime_paths
-from federation.tracing import TRANSACTION_HEADER
 from federation.models import SsoSession, TraceLine
 from federation.saml import constants as C
+from federation.tracing import TRANSACTION_HEADER
 from partnerships.models import AuthnContextTemplate
 from tests import idp_runtime_support as support
 from tests.test_directories import make_ldap_directory

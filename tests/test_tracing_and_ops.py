@@ -48,9 +48,7 @@ def test_a_failing_request_logs_under_its_transaction_id(settings, admin_user, a
     assert "server error while serving /boom/" in page
 
 
-def test_a_requests_trace_lines_are_stored_in_one_insert_at_its_end_even_when_its_transaction_rolls_back(
-    settings, client
-):
+def test_a_requests_trace_lines_are_stored_in_one_insert_at_its_end_even_when_its_transaction_rolls_back(settings, client):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

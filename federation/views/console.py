@@ -100,7 +100,7 @@ def settings_page(request):
                 ("Console LDAP login", "on" if settings.CONSOLE_LDAP_URI else "off"),
                 ("Certificate expiry warnings (days)", ", ".join(map(str, settings.CERTIFICATE_EXPIRY_WARNING_DAYS))),
                 ("Trace retention (days)", str(settings.TRACE_RETENTION_DAYS)),
-            ("Require https for service URLs", "on" if settings.FEDERATION_REQUIRE_HTTPS else "off"),
+                ("Require https for service URLs", "on" if settings.FEDERATION_REQUIRE_HTTPS else "off"),
             ],
         },
     )

@@ -46,6 +46,7 @@ from federation.saml.signing import (
     check_algorithms,
     check_signature_shape,
     check_transforms,
+    exc_c14n,
     inclusive_namespaces,
     order_by_key_info,
     single_ds_child,
@@ -88,10 +89,6 @@ def _qname(element):
     return f"{element.prefix}:{local}" if element.prefix else local
 
 
-def _c14n(root, prefixes):
-    return etree.tostring(root, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=prefixes or None)
-
-
 class Shell:
     """The canonical context of one EntitiesDescriptor (and the ones around it)."""
 
@@ -104,7 +101,7 @@ class Shell:
         self.end_tag = f"</{_qname(frame_element)}>".encode()
         self.open_bytes = (parent.open_bytes if parent else b"") + open_tag[:-2] + b">"
         self.end_bytes = self.end_tag + (parent.end_bytes if parent else b"")
-        canonical = _c14n(etree.fromstring(self.open_bytes + self.end_bytes, _parser()), self.prefixes)
+        canonical = exc_c14n(etree.fromstring(self.open_bytes + self.end_bytes, _parser()), self.prefixes)
         if not canonical.endswith(self.end_bytes):
             raise MetadataError("The EntitiesDescriptor could not be canonicalised.")
         self.prefix = canonical[: len(canonical) - len(self.end_bytes)]
@@ -120,7 +117,7 @@ class Shell:
     def canonical_unit(self, element):
         """(canonical bytes of `element` in this context, the copy of `element` they were made from)."""
         document = etree.fromstring(self.open_bytes + etree.tostring(element, with_tail=False) + self.end_bytes, _parser())
-        canonical = _c14n(document, self.prefixes)
+        canonical = exc_c14n(document, self.prefixes)
         if not (canonical.startswith(self.prefix) and canonical.endswith(self.end_bytes)):
             raise MetadataError("An element of the metadata could not be canonicalised.")
         unit = document
@@ -237,7 +234,7 @@ def start_verification(signature_element, root, trust, now):
     certificates = trusted_certificates(signature, trust, now)
     ordered, key_info_is_trusted = order_by_key_info(signature, certificates)
     canonicalization = children(signed_info, NS_DS, "CanonicalizationMethod")[0]
-    octets = _c14n(signed_info, inclusive_namespaces(canonicalization, "CanonicalizationMethod"))
+    octets = exc_c14n(signed_info, inclusive_namespaces(canonicalization, "CanonicalizationMethod"))
     try:
         value = base64.b64decode("".join((children(signature, NS_DS, "SignatureValue")[0].text or "").split()), validate=True)
         expected = base64.b64decode("".join((children(reference, NS_DS, "DigestValue")[0].text or "").split()), validate=True)

@@ -173,12 +173,12 @@ def sign(
     # Signing is done here (exc-c14n with lxml, the signature with cryptography) rather than by xmlsec, whose
     # register_id interns every ID in libxml2's per-thread dictionary, which never shrinks: a worker grew ~60 bytes
     # per signature. `verify` (xmlsec) and the peers' libraries check the result in the tests.
-    reference_digest = hashlib.new(_DIGEST_METHODS[digest], _exc_c14n(element)).digest()
+    reference_digest = hashlib.new(_DIGEST_METHODS[digest], exc_c14n(element)).digest()
     signature = _signature_template(algorithm, digest, element_id)
     signature.find(_DIGEST_VALUE_PATH).text = base64.b64encode(reference_digest).decode("ascii")
     element.insert(signature_position(element) if position is None else position, signature)
     signed_info = signature[0]
-    signature[1].text = base64.b64encode(_sign_octets(private_key, algorithm, _exc_c14n(signed_info))).decode("ascii")
+    signature[1].text = base64.b64encode(_sign_octets(private_key, algorithm, exc_c14n(signed_info))).decode("ascii")
     if include_certificate:
         # KeyInfo is outside SignedInfo and removed by the enveloped transform: adding it after
         # signing changes nothing that is signed.
@@ -196,10 +196,13 @@ def _same_public_key(private_key, certificate):
 _DIGEST_VALUE_PATH = f"{{{_DS}}}SignedInfo/{{{_DS}}}Reference/{{{_DS}}}DigestValue"
 
 
-def _exc_c14n(element):
+def exc_c14n(element, inclusive_prefixes=()):
     """Exclusive XML canonicalisation without comments of `element`'s subtree (what the exc-c14n
-    transform gives for a same-document `#ID` reference); lxml carries the in-scope namespaces."""
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    transform gives for a same-document `#ID` reference), honouring an InclusiveNamespaces
+    PrefixList; lxml carries the in-scope namespaces."""
+    return etree.tostring(
+        element, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=list(inclusive_prefixes or ()) or None
+    )
 
 
 def _signature_template(algorithm, digest, element_id):
@@ -282,13 +285,7 @@ def verify(root, element, trusted_certificates, allowed_algorithms=DEFAULT_SIGNA
     digest_matches = _digest_matches(verified, verified_reference, inclusive_prefixes, digest_algorithm)
     verified_signed_info = verified_signature[0]
     canonicalization = children(verified_signed_info, _DS, "CanonicalizationMethod")[0]
-    signed_octets = etree.tostring(
-        verified_signed_info,
-        method="c14n",
-        exclusive=True,
-        with_comments=False,
-        inclusive_ns_prefixes=inclusive_namespaces(canonicalization, "CanonicalizationMethod") or None,
-    )
+    signed_octets = exc_c14n(verified_signed_info, inclusive_namespaces(canonicalization, "CanonicalizationMethod"))
     signature_value = _base64_value(verified_signature, "SignatureValue")
     for certificate in ordered:
         if verify_signature_value(certificate.public_key(), signature_algorithm, signature_value, signed_octets):
@@ -413,9 +410,7 @@ def _digest_matches(verified, reference, inclusive_prefixes, digest_algorithm):
     expected = _base64_value(reference, "DigestValue")
     work = reparse(verified)
     _remove_keeping_tail(children(work, _DS, "Signature")[0])
-    octets = etree.tostring(
-        work, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=inclusive_prefixes or None
-    )
+    octets = exc_c14n(work, inclusive_prefixes)
     return hmac.compare_digest(hashlib.new(_DIGEST_METHODS[digest_algorithm], octets).digest(), expected)
 
 

@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "federation.tracing.TransactionMiddleware",
+    # Runtime views (/affwebservices/…) leave the stack here, keeping the security headers (runtime_middleware.py).
+    "federation.runtime_middleware.RuntimeViewMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

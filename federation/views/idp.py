@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
 
 from federation import idp_runtime, runtime_paths, sso_sessions
 from federation.runtime_errors import post_form, runtime_error
+from federation.runtime_middleware import runtime_view
 
 LOGIN_COOKIE = "FEDLOGIN"  # a random per-browser value the login form's anti-forgery token is bound to
 
@@ -107,7 +107,7 @@ def respond(request, outcome, *, login_view=False):
     return response
 
 
-@csrf_exempt
+@runtime_view
 def saml2sso(request):
     """GET/POST /affwebservices/public/saml2sso."""
     length = _content_length(request)
@@ -120,7 +120,7 @@ def saml2sso(request):
     return respond(request, outcome)
 
 
-@csrf_exempt
+@runtime_view
 def login(request):
     """GET/POST /affwebservices/public/login: the runtime's own login page (user name and password)."""
     if request.method == "GET":
@@ -144,7 +144,7 @@ def login(request):
     return respond(request, outcome, login_view=True)
 
 
-@csrf_exempt
+@runtime_view
 def consent(request):
     """POST /affwebservices/public/consent: the user's answer on the consent page."""
     if request.method != "POST":
@@ -162,7 +162,7 @@ def consent(request):
     return respond(request, outcome)
 
 
-@csrf_exempt
+@runtime_view
 def saml2artifactresolution(request):
     """POST /affwebservices/saml2artifactresolution: SOAP ArtifactResolve → ArtifactResponse."""
     length = _content_length(request)

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from federation.roles import admin_view, console_view
+from federation.runtime_middleware import runtime_view
 from federation.saml.constants import MAX_MESSAGE_BYTES
 from federation.saml.errors import SAMLError
 from federation.saml.xml import parse_xml
@@ -43,7 +44,7 @@ PAGE_SIZE = 50
 # --- The SOAP endpoint -----------------------------------------------------------------------------------------------
 
 
-@csrf_exempt
+@runtime_view
 def manage_name_id_soap(request):
     if request.method != "POST":
         response = HttpResponse("This is a SOAP endpoint for ManageNameIDRequest messages: POST them.\n", status=405)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from entities import metadata_export
 from entities.models import Entity
+from federation.runtime_middleware import runtime_view
 from federation.tracing import current_transaction_id
 
 log = logging.getLogger("federation.runtime.metadata")
@@ -31,6 +32,7 @@ def _page(request, status, title, text):
     )
 
 
+@runtime_view
 @require_http_methods(["GET", "HEAD"])
 def saml2_metadata(request, entity_name):
     entity = (

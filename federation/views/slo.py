@@ -13,10 +13,10 @@ import logging
 
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
 
 from federation import slo_runtime, sso_sessions
 from federation.runtime_errors import post_form, runtime_error
+from federation.runtime_middleware import runtime_view
 
 log = logging.getLogger("federation.runtime.slo")
 
@@ -67,7 +67,7 @@ def respond(request, outcome):
     return response
 
 
-@csrf_exempt
+@runtime_view
 def saml2slo(request):
     """GET/POST /affwebservices/public/saml2slo: LogoutRequest / LogoutResponse on HTTP-Redirect (GET) and HTTP-POST,
     and the logout links: ?ProviderID=<IdP> (SP-initiated), ?LocalLogout=true, ?SPID=<SP> or ?Logout=all
@@ -100,7 +100,7 @@ def saml2slo(request):
     return respond(request, outcome)
 
 
-@csrf_exempt
+@runtime_view
 def saml2slosoap(request):
     """POST /affwebservices/public/saml2slosoap: a SOAP LogoutRequest → the SOAP LogoutResponse."""
     length = _content_length(request)

@@ -13,10 +13,10 @@ import logging
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
 
 from federation import runtime_paths, sp_runtime
 from federation.runtime_errors import post_form, runtime_error
+from federation.runtime_middleware import runtime_view
 
 log = logging.getLogger("federation.runtime.sp")
 
@@ -71,7 +71,7 @@ def _runtime(methods):
     500 page with the transaction ID (the traceback goes to the log, never to the page)."""
 
     def decorate(view):
-        @csrf_exempt
+        @runtime_view
         @functools.wraps(view)
         def wrapped(request, *args, **kwargs):
             if request.method not in methods:
@@ -153,7 +153,7 @@ def provisioning_return(request):
     return _respond(request, outcome)
 
 
-@csrf_exempt
+@runtime_view
 def session_check(request):
     """For nginx auth_request (any method: the subrequest takes the original's): 200 with the identity headers, 401
     without an SP session, 403 when the browser sent a header with the partnership's prefix. ?format=json adds the

@@ -31,12 +31,14 @@ import ssl
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import ldap
 import ldap.dn
 import ldap.filter
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from federation.models import UserAttribute, UserDirectory
 from federation.secretbox import SecretBoxError, unseal_text
@@ -224,18 +226,38 @@ def _embedded_find_user(directory, search_spec, value):
     return DirectoryUser(directory, found[0].username, found[0].username)
 
 
+@lru_cache(maxsize=2)
+def _embedded_attributes_sql(vendor):
+    """The user's fields with their extra attributes joined, written once: it runs on every sign-on whose assertion
+    carries directory attributes, and building it with the ORM cost three times what running it does."""
+    quote = connection.ops.quote_name
+    user_model = get_user_model()
+    users, attributes = user_model._meta.db_table, UserAttribute._meta.db_table
+    columns = [f"u.{quote(user_model._meta.get_field(name).column)}" for name in EMBEDDED_FIELDS]
+    return (
+        f"SELECT {', '.join(columns)}, a.{quote('name')}, a.{quote('value')} FROM {quote(users)} u "
+        f"LEFT OUTER JOIN {quote(attributes)} a ON a.{quote(UserAttribute._meta.get_field('user').column)} = u.{quote(user_model._meta.pk.column)} "
+        f"WHERE u.{quote(user_model._meta.get_field('username').column)} = %s ORDER BY a.{quote('id')}"
+    )
+
+
 def _embedded_attributes(directory, user, names):
-    account = _embedded_user(user)
+    with connection.cursor() as cursor:
+        cursor.execute(_embedded_attributes_sql(connection.vendor), [user.identifier])
+        rows = cursor.fetchall()
+    if not rows:
+        raise DirectoryError(f"The user {user.identifier} no longer exists in the embedded directory.")
+    fields = dict(zip(EMBEDDED_FIELDS, rows[0][: len(EMBEDDED_FIELDS)], strict=True))
     extra = {}
-    for row in UserAttribute.objects.filter(user=account).order_by("id"):
-        extra.setdefault(row.name.lower(), []).append(row.value)
+    for *_, name, value in rows:
+        if name is not None:
+            extra.setdefault(name.lower(), []).append(value)
     result = {}
     for name in names:
         if name.lower() == "dn":
-            result[name] = [account.username]
+            result[name] = [fields["username"]]
         elif name in EMBEDDED_FIELDS:
-            value = getattr(account, name)
-            result[name] = [value] if value else []
+            result[name] = [fields[name]] if fields[name] else []
         else:
             result[name] = list(extra.get(name.lower(), []))
     return result

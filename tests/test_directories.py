@@ -474,6 +474,22 @@ def test_embedded_attributes_and_groups(embedded):
     assert directories.groups(embedded, ann) == [directories.Group("sales", "sales"), directories.Group("staff", "staff")]
 
 
+def test_embedded_attributes_of_a_user_without_extra_attributes_and_of_a_deleted_user(embedded):
+    from django.contrib.auth import get_user_model
+
+    plain = get_user_model().objects.create_user("plain", email="", first_name="Pat")
+    user = directories.DirectoryUser(embedded, "plain", "plain")
+    assert directories.attributes(embedded, user, ["email", "first_name", "mailAlias", "dn"]) == {
+        "email": [],
+        "first_name": ["Pat"],
+        "mailAlias": [],
+        "dn": ["plain"],
+    }
+    plain.delete()
+    with pytest.raises(directories.DirectoryError, match="no longer exists in the embedded directory"):
+        directories.attributes(embedded, user, ["email"])
+
+
 def test_embedded_test_connection_lists_users(embedded):
     report = directories.test_connection(embedded)
     assert report.ok and report.message == "The embedded directory holds 3 users (2 active)."

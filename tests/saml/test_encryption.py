@@ -21,6 +21,7 @@ from federation.saml.signing import sign, verify
 from federation.saml.xml import children, is_element, local_name, parse_xml, qname, to_bytes
 
 from . import messages
+from .credentials import committed_credential
 
 ALL = C.DEFAULT_ENCRYPTION_ALGORITHMS | C.LEGACY_ENCRYPTION_ALGORITHMS
 BLOCK = [C.AES128_CBC, C.AES256_CBC, C.AES128_GCM, C.AES256_GCM]
@@ -253,6 +254,20 @@ def test_encryption_needs_an_rsa_certificate_and_a_known_algorithm(sp_rsa, idp_e
         encrypt(messages.assertion(), sp_rsa.certificate, key_transport=C.RSA_OAEP)
     with pytest.raises(DecryptionError, match="needs our RSA private key"):
         decrypt(encrypt_assertion(messages.assertion(), sp_rsa.certificate), idp_ec.key)
+
+
+def test_encryption_refuses_a_partner_rsa_key_below_1024_bits(sp_rsa):
+    # A committed 768-bit key (tests/fixtures/saml/keys/rsa768-weak.*): cryptography no longer generates keys that
+    # small, but a partner's metadata can still carry one.
+    weak = committed_credential("rsa768-weak")
+    assert weak.certificate.public_key().key_size == 768
+    for element in (
+        messages.assertion(),
+        messages.assertion().find(qname(C.NS_SAML, "Subject")).find(qname(C.NS_SAML, "NameID")),
+    ):
+        with pytest.raises(EncryptionError, match="the partner's RSA key has 768 bits; at least 1024 are required"):
+            encrypt(element, weak.certificate)
+    assert decrypt(encrypt_assertion(messages.assertion(), sp_rsa.certificate), sp_rsa.key) is not None  # the control
 
 
 @pytest.mark.parametrize("algorithm", [C.AES128_CBC, C.TRIPLEDES_CBC, C.AES256_GCM])

@@ -26,8 +26,7 @@ from .common import (
     ProtocolError,
     check_issue_instant,
     expect_root,
-    format_instant,
-    new_id,
+    new_message,
     read_header,
     read_soap,
     read_status,
@@ -43,9 +42,7 @@ ARTIFACT_BYTES = 44
 SOURCE_ID_BYTES = 20
 MESSAGE_HANDLE_BYTES = 20
 
-_S = f"{{{NS_SAML}}}"
 _P = f"{{{NS_SAMLP}}}"
-_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
 
 
 class ArtifactError(ProtocolError):
@@ -153,7 +150,7 @@ def build_artifact_resolve(issuer, artifact, destination=None, *, signing=None, 
     is given; send it with `common.encode_soap`."""
     now = now or utc_now()
     value = artifact.value if isinstance(artifact, Artifact) else artifact
-    element = _message("ArtifactResolve", issuer, destination, None, now)
+    element = new_message("ArtifactResolve", issuer, now, destination=destination)
     etree.SubElement(element, _P + "Artifact").text = value
     if signing is not None:
         sign_element(element, signing)
@@ -201,7 +198,7 @@ def build_artifact_response(
     message, as core §3.5.3 prescribes. Signed when `signing` is given (the inner message keeps
     its own signatures)."""
     now = now or utc_now()
-    element = _message("ArtifactResponse", issuer, destination, in_response_to, now)
+    element = new_message("ArtifactResponse", issuer, now, destination=destination, in_response_to=in_response_to)
     etree.SubElement(etree.SubElement(element, _P + "Status"), _P + "StatusCode", {"Value": status})
     if message is not None:
         if isinstance(message, bytes | str):
@@ -243,17 +240,6 @@ def parse_artifact_response(body, certificates=(), *, require_signed=False, allo
     return ArtifactResponse(
         header.id, header.issuer, header.in_response_to, status, content[0] if content else None, inbound.signed
     )
-
-
-def _message(name, issuer, destination, in_response_to, now):
-    attributes = {"ID": new_id(), "Version": "2.0", "IssueInstant": format_instant(now)}
-    if destination:
-        attributes["Destination"] = destination
-    if in_response_to:
-        attributes["InResponseTo"] = in_response_to
-    element = etree.Element(_P + name, attributes, nsmap=_NSMAP)
-    etree.SubElement(element, _S + "Issuer").text = issuer
-    return element
 
 
 def artifact_response_bytes(envelope):

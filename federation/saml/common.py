@@ -277,6 +277,24 @@ class MessageHeader:
     consent: str | None
 
 
+_MESSAGE_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
+
+
+def new_message(name, issuer, now, *, message_id=None, destination=None, in_response_to=None, attributes=None):
+    """A `samlp:{name}` with the header every SAML 2.0 request and response starts with: ID,
+    Version, IssueInstant, the message type's own `attributes` (e.g. NotOnOrAfter), Destination and
+    InResponseTo when given, and the Issuer. The caller appends the rest of the message."""
+    header = {"ID": message_id or new_id(), "Version": "2.0", "IssueInstant": format_instant(now)}
+    header.update(attributes or {})
+    if destination:
+        header["Destination"] = destination
+    if in_response_to:
+        header["InResponseTo"] = in_response_to
+    element = etree.Element(f"{{{NS_SAMLP}}}{name}", header, nsmap=_MESSAGE_NSMAP)
+    etree.SubElement(element, f"{{{NS_SAML}}}Issuer").text = issuer
+    return element
+
+
 def check_version(element):
     """`Version` must be 2.0: `InvalidMessage` when missing, `UnsupportedVersion` otherwise."""
     version = element.get("Version")
@@ -357,6 +375,15 @@ def build_status(code=STATUS_SUCCESS, sub_code=None, message=None):
     if message:
         etree.SubElement(status, f"{{{NS_SAMLP}}}StatusMessage").text = message
     return status
+
+
+def build_status_response(name, issuer, destination, in_response_to, status, now=None):
+    """An unsigned `samlp:{name}` that carries nothing but its `Status` (LogoutResponse,
+    ManageNameIDResponse)."""
+    now = now or utc_now()
+    element = new_message(name, issuer, now, destination=destination, in_response_to=in_response_to)
+    element.append(build_status(status.code, status.sub_code, status.message))
+    return IssuedMessage(element, element.get("ID"), now)
 
 
 def read_status(element):
@@ -573,6 +600,29 @@ def read_post(value, relay_state=None, max_bytes=MAX_MESSAGE_BYTES):
 def read_soap(data, max_bytes=MAX_MESSAGE_BYTES):
     """Decode a SAML message sent over the SOAP binding (the request body as bytes)."""
     return UnverifiedMessage(unwrap_soap(data, max_bytes=max_bytes), BINDING_SOAP)
+
+
+def policy_for_issuer(message, choose_policy):
+    """The partner's rules as `choose_policy(issuer)` picks them from the still-unverified Issuer
+    (a lookup key only, until `message.verify` has checked the signature)."""
+    if not message.issuer:
+        raise InvalidMessage(f"the {message.name} has no Issuer, so the partner cannot be identified")
+    return choose_policy(message.issuer)
+
+
+def read_partner_header(element, *, partner_entity_id, our_urls, service):
+    """`read_header` of a verified message from a partner, with the checks every such message
+    gets: it has an Issuer, that Issuer is `partner_entity_id` (when one is named), and a present
+    Destination is one of `our_urls` (when any) for our `service` (e.g. "SLO service")."""
+    name = local_name(element)
+    header = read_header(element)
+    if not header.issuer:
+        raise InvalidMessage(f"the {name} has no Issuer")
+    if partner_entity_id and header.issuer != partner_entity_id:
+        raise InvalidMessage(f"the {name} comes from {header.issuer!r}, not from {partner_entity_id!r}")
+    if our_urls and header.destination is not None and header.destination not in our_urls:
+        raise InvalidMessage(f"the {name} is addressed to {header.destination!r}, which is not our {service} URL")
+    return header
 
 
 def expect_root(element, namespace, local):

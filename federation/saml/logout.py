@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from .assertions import NameID, name_id_element
+from .assertions import NameID
 from .common import (
     DEFAULT_RELAY_STATE_LIMIT,
     InvalidMessage,
@@ -27,13 +27,14 @@ from .common import (
     MessageExpired,
     ProtocolError,
     Status,
-    build_status,
+    build_status_response,
     check_issue_instant,
     expect_root,
     format_instant,
     instant_attribute,
-    new_id,
-    read_header,
+    new_message,
+    policy_for_issuer,
+    read_partner_header,
     read_post,
     read_redirect,
     read_soap,
@@ -47,19 +48,14 @@ from .constants import (
     DEFAULT_SIGNATURE_ALGORITHMS,
     MAX_MESSAGE_BYTES,
     MAX_REDIRECT_MESSAGE_BYTES,
-    NAMEID_UNSPECIFIED,
-    NS_SAML,
     NS_SAMLP,
     RSA_OAEP_MGF1P,
     STATUS_SUCCESS,
-    STATUS_UNKNOWN_PRINCIPAL,
 )
-from .encryption import decrypt, encrypt_name_id
-from .xml import children, is_element, local_name
+from .subjects import append_subject, read_subject, subject_identifiers
+from .xml import children
 
-_S = f"{{{NS_SAML}}}"
 _P = f"{{{NS_SAMLP}}}"
-_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
 
 REASON_USER = "urn:oasis:names:tc:SAML:2.0:logout:user"
 REASON_ADMIN = "urn:oasis:names:tc:SAML:2.0:logout:admin"
@@ -96,42 +92,23 @@ def build_logout_request(settings, now=None, *, request_id=None):
     if settings.validity_seconds < 0 or settings.skew_seconds < 0:
         raise ValueError("SLO validity duration and skew time must not be negative")
     not_on_or_after = now + timedelta(seconds=settings.skew_seconds + settings.validity_seconds)
-    attributes = {
-        "ID": request_id or new_id(),
-        "Version": "2.0",
-        "IssueInstant": format_instant(now),
-        "NotOnOrAfter": format_instant(not_on_or_after),
-    }
-    if settings.destination:
-        attributes["Destination"] = settings.destination
+    attributes = {"NotOnOrAfter": format_instant(not_on_or_after)}
     if settings.reason:
         attributes["Reason"] = settings.reason
-    element = etree.Element(_P + "LogoutRequest", attributes, nsmap=_NSMAP)
-    etree.SubElement(element, _S + "Issuer").text = settings.issuer
-    name_id = name_id_element(element, settings.name_id)
-    if settings.encryption_certificate is not None:
-        encrypt_name_id(name_id, settings.encryption_certificate, settings.block_algorithm, settings.key_transport)
+    element = new_message(
+        "LogoutRequest", settings.issuer, now, message_id=request_id, destination=settings.destination, attributes=attributes
+    )
+    append_subject(element, settings.name_id, settings.encryption_certificate, settings.block_algorithm, settings.key_transport)
     for session_index in settings.session_indexes:
         etree.SubElement(element, _P + "SessionIndex").text = session_index
-    return IssuedMessage(element, attributes["ID"], now, not_on_or_after)
+    return IssuedMessage(element, element.get("ID"), now, not_on_or_after)
 
 
 def build_logout_response(*, issuer, destination, in_response_to, status=STATUS_SUCCESS, sub_status=None, message=None, now=None):
     """An unsigned `samlp:LogoutResponse` (Success, or e.g. Responder/PartialLogout when some
     participant could not be logged out). Answer on the binding the request came on."""
-    now = now or utc_now()
-    attributes = {"ID": new_id(), "Version": "2.0", "IssueInstant": format_instant(now)}
-    if destination:
-        attributes["Destination"] = destination
-    if in_response_to:
-        attributes["InResponseTo"] = in_response_to
-    element = etree.Element(_P + "LogoutResponse", attributes, nsmap=_NSMAP)
-    etree.SubElement(element, _S + "Issuer").text = issuer
-    if status == STATUS_SUCCESS and not sub_status and not message:
-        etree.SubElement(etree.SubElement(element, _P + "Status"), _P + "StatusCode", {"Value": STATUS_SUCCESS})
-    else:
-        element.append(build_status(status, sub_status, message))
-    return IssuedMessage(element, attributes["ID"], now)
+    outcome = Status(status, sub_status, message)
+    return build_status_response("LogoutResponse", issuer, destination, in_response_to, outcome, now)
 
 
 # --- Parsing ---------------------------------------------------------------------------------
@@ -220,25 +197,19 @@ def _limit(policy, name):
 def _verified(message, policy, name):
     expect_root(message.element, NS_SAMLP, name)
     if not isinstance(policy, LogoutPolicy):
-        if not message.issuer:
-            raise InvalidMessage(f"the {name} has no Issuer, so the partner cannot be identified")
-        policy = policy(message.issuer)
+        policy = policy_for_issuer(message, policy)
     inbound = message.verify(
         policy.verification_certificates,
         require_signed=policy.require_signed,
         allowed_algorithms=policy.allowed_algorithms,
         relay_state_limit=policy.relay_state_limit,
     )
-    header = read_header(inbound.element)
-    if not header.issuer:
-        raise InvalidMessage(f"the {name} has no Issuer")
-    if policy.partner_entity_id and header.issuer != policy.partner_entity_id:
-        raise InvalidMessage(f"the {name} comes from {header.issuer!r}, not from {policy.partner_entity_id!r}")
-    if policy.slo_urls:
-        if header.destination is None and inbound.signed and message.binding != BINDING_SOAP:
-            raise InvalidMessage(f"the signed {name} has no Destination")
-        if header.destination is not None and header.destination not in policy.slo_urls:
-            raise InvalidMessage(f"the {name} is addressed to {header.destination!r}, which is not our SLO service URL")
+    header = read_partner_header(
+        inbound.element, partner_entity_id=policy.partner_entity_id, our_urls=policy.slo_urls, service="SLO service"
+    )
+    # Bindings §3.4.5.2 and §3.5.5.2: a signed message on the Redirect or POST binding names its Destination.
+    if policy.slo_urls and header.destination is None and inbound.signed and message.binding != BINDING_SOAP:
+        raise InvalidMessage(f"the signed {name} has no Destination")
     return inbound, header, policy
 
 
@@ -272,36 +243,10 @@ def _request(message, policy, now):
 
 
 def _subject(element, policy):
-    identifiers = [
-        child
-        for child in element
-        if isinstance(child.tag, str) and child.tag in (_S + "NameID", _S + "EncryptedID", _S + "BaseID")
-    ]
+    identifiers = subject_identifiers(element)
     if len(identifiers) != 1:
         raise InvalidMessage(f"the LogoutRequest must name exactly one subject (NameID or EncryptedID), not {len(identifiers)}")
-    identifier = identifiers[0]
-    if is_element(identifier, NS_SAML, "BaseID"):
-        raise LogoutError(
-            "the LogoutRequest identifies the user with a BaseID, which is not supported", sub_status=STATUS_UNKNOWN_PRINCIPAL
-        )
-    if is_element(identifier, NS_SAML, "EncryptedID"):
-        if policy.decryption_key is None:
-            raise LogoutError(
-                "the LogoutRequest carries an encrypted NameID, and no decryption key is configured for this partner"
-            )
-        identifier = decrypt(identifier, policy.decryption_key, policy.allowed_encryption_algorithms)
-        if not is_element(identifier, NS_SAML, "NameID"):
-            raise InvalidMessage(f"the EncryptedID holds a {local_name(identifier)}, not a NameID")
-    value = (identifier.text or "").strip()
-    if not value:
-        raise InvalidMessage("the LogoutRequest NameID is empty")
-    return NameID(
-        value=value,
-        format=identifier.get("Format") or NAMEID_UNSPECIFIED,
-        name_qualifier=identifier.get("NameQualifier"),
-        sp_name_qualifier=identifier.get("SPNameQualifier"),
-        sp_provided_id=identifier.get("SPProvidedID"),
-    )
+    return read_subject(identifiers[0], policy, "LogoutRequest", LogoutError)
 
 
 def _response(message, policy, now):

@@ -21,18 +21,18 @@ from datetime import datetime
 
 from lxml import etree
 
-from .assertions import NameID, name_id_element
+from .assertions import NameID
 from .common import (
     InvalidMessage,
     IssuedMessage,
     ProtocolError,
     Status,
-    build_status,
+    build_status_response,
     check_issue_instant,
     expect_root,
-    format_instant,
-    new_id,
-    read_header,
+    new_message,
+    policy_for_issuer,
+    read_partner_header,
     read_soap,
     read_status,
     status_for_error,
@@ -43,20 +43,16 @@ from .constants import (
     DEFAULT_ENCRYPTION_ALGORITHMS,
     DEFAULT_SIGNATURE_ALGORITHMS,
     MAX_MESSAGE_BYTES,
-    NAMEID_UNSPECIFIED,
-    NS_SAML,
     NS_SAMLP,
     RSA_OAEP_MGF1P,
     STATUS_SUCCESS,
-    STATUS_UNKNOWN_PRINCIPAL,
 )
-from .encryption import decrypt, encrypt, encrypt_name_id
+from .encryption import encrypt
 from .errors import SAMLError
+from .subjects import append_subject, decrypt_from_partner, read_subject, subject_identifiers
 from .xml import child_elements, is_element, local_name
 
-_S = f"{{{NS_SAML}}}"
 _P = f"{{{NS_SAMLP}}}"
-_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
 
 TERMINATE = "terminate"
 CHANGE = "change"
@@ -96,14 +92,8 @@ def build_manage_name_id_request(settings, now=None, *, request_id=None):
     now = now or utc_now()
     if settings.new_id is not None:
         _check_new_id(settings.new_id, ValueError)
-    attributes = {"ID": request_id or new_id(), "Version": "2.0", "IssueInstant": format_instant(now)}
-    if settings.destination:
-        attributes["Destination"] = settings.destination
-    element = etree.Element(_P + "ManageNameIDRequest", attributes, nsmap=_NSMAP)
-    etree.SubElement(element, _S + "Issuer").text = settings.issuer
-    name_id = name_id_element(element, settings.name_id)
-    if settings.encryption_certificate is not None:
-        encrypt_name_id(name_id, settings.encryption_certificate, settings.block_algorithm, settings.key_transport)
+    element = new_message("ManageNameIDRequest", settings.issuer, now, message_id=request_id, destination=settings.destination)
+    append_subject(element, settings.name_id, settings.encryption_certificate, settings.block_algorithm, settings.key_transport)
     if settings.new_id is None:
         etree.SubElement(element, _P + "Terminate")
     elif settings.encryption_certificate is not None:
@@ -113,7 +103,7 @@ def build_manage_name_id_request(settings, now=None, *, request_id=None):
         wrapper.append(encrypt(plain, settings.encryption_certificate, settings.block_algorithm, settings.key_transport))
     else:
         etree.SubElement(element, _P + "NewID").text = settings.new_id
-    return IssuedMessage(element, attributes["ID"], now)
+    return IssuedMessage(element, element.get("ID"), now)
 
 
 def build_manage_name_id_response(
@@ -122,16 +112,8 @@ def build_manage_name_id_response(
     """An unsigned `samlp:ManageNameIDResponse`: Success, or e.g. Requester/UnknownPrincipal when
     the NameID names no user we know. Over SOAP the answer goes back on the same connection, so
     `destination` is usually None."""
-    now = now or utc_now()
-    attributes = {"ID": new_id(), "Version": "2.0", "IssueInstant": format_instant(now)}
-    if destination:
-        attributes["Destination"] = destination
-    if in_response_to:
-        attributes["InResponseTo"] = in_response_to
-    element = etree.Element(_P + "ManageNameIDResponse", attributes, nsmap=_NSMAP)
-    etree.SubElement(element, _S + "Issuer").text = issuer
-    element.append(build_status(status, sub_status, message))
-    return IssuedMessage(element, attributes["ID"], now)
+    outcome = Status(status, sub_status, message)
+    return build_status_response("ManageNameIDResponse", issuer, destination, in_response_to, outcome, now)
 
 
 # --- Parsing ---------------------------------------------------------------------------------
@@ -242,28 +224,21 @@ def parse_manage_name_id_response_soap(body, policy, now=None, *, in_response_to
 def _verified(message, policy, name):
     expect_root(message.element, NS_SAMLP, name)
     if not isinstance(policy, ManageNameIDPolicy):
-        if not message.issuer:
-            raise InvalidMessage(f"the {name} has no Issuer, so the partner cannot be identified")
-        policy = policy(message.issuer)
+        policy = policy_for_issuer(message, policy)
     inbound = message.verify(
         policy.verification_certificates, require_signed=policy.require_signed, allowed_algorithms=policy.allowed_algorithms
     )
-    header = read_header(inbound.element)
-    if not header.issuer:
-        raise InvalidMessage(f"the {name} has no Issuer")
-    if policy.partner_entity_id and header.issuer != policy.partner_entity_id:
-        raise InvalidMessage(f"the {name} comes from {header.issuer!r}, not from {policy.partner_entity_id!r}")
-    if policy.service_urls and header.destination is not None and header.destination not in policy.service_urls:
-        raise InvalidMessage(f"the {name} is addressed to {header.destination!r}, which is not our Manage NameID service URL")
+    header = read_partner_header(
+        inbound.element, partner_entity_id=policy.partner_entity_id, our_urls=policy.service_urls, service="Manage NameID service"
+    )
     return inbound, header, policy
 
 
-_IDENTIFIERS = (_S + "NameID", _S + "EncryptedID", _S + "BaseID")
 _OPERATIONS = (_P + "NewID", _P + "NewEncryptedID", _P + "Terminate")
 
 
 def _request_parts(element):
-    identifiers = [child for child in child_elements(element) if child.tag in _IDENTIFIERS]
+    identifiers = subject_identifiers(element)
     operations = [child for child in child_elements(element) if child.tag in _OPERATIONS]
     return identifiers, operations
 
@@ -273,26 +248,7 @@ def _name_id(identifiers, policy):
         raise ManageNameIDError(
             f"the ManageNameIDRequest must name exactly one subject (NameID or EncryptedID), not {len(identifiers)}"
         )
-    identifier = identifiers[0]
-    if is_element(identifier, NS_SAML, "BaseID"):
-        raise ManageNameIDError(
-            "the ManageNameIDRequest identifies the user with a BaseID, which is not supported",
-            sub_status=STATUS_UNKNOWN_PRINCIPAL,
-        )
-    if is_element(identifier, NS_SAML, "EncryptedID"):
-        identifier = _decrypted(identifier, policy, "NameID")
-        if not is_element(identifier, NS_SAML, "NameID"):
-            raise InvalidMessage(f"the EncryptedID holds a {local_name(identifier)}, not a NameID")
-    value = (identifier.text or "").strip()
-    if not value:
-        raise InvalidMessage("the ManageNameIDRequest NameID is empty")
-    return NameID(
-        value=value,
-        format=identifier.get("Format") or NAMEID_UNSPECIFIED,
-        name_qualifier=identifier.get("NameQualifier"),
-        sp_name_qualifier=identifier.get("SPNameQualifier"),
-        sp_provided_id=identifier.get("SPProvidedID"),
-    )
+    return read_subject(identifiers[0], policy, "ManageNameIDRequest", ManageNameIDError)
 
 
 def _new_id(operations, policy):
@@ -304,7 +260,7 @@ def _new_id(operations, policy):
     if is_element(operation, NS_SAMLP, "Terminate"):
         return None
     if is_element(operation, NS_SAMLP, "NewEncryptedID"):
-        operation = _decrypted(operation, policy, "NewID")
+        operation = decrypt_from_partner(operation, policy, "ManageNameIDRequest", "NewID", ManageNameIDError)
         if not is_element(operation, NS_SAMLP, "NewID"):
             raise InvalidMessage(f"the NewEncryptedID holds a {local_name(operation)}, not a NewID")
     return _check_new_id((operation.text or "").strip(), InvalidMessage)
@@ -316,11 +272,3 @@ def _check_new_id(value, error):
     if len(value) > MAX_NEW_ID_LENGTH:
         raise error(f"the NewID is {len(value)} characters long; at most {MAX_NEW_ID_LENGTH} are allowed")
     return value
-
-
-def _decrypted(element, policy, what):
-    if policy.decryption_key is None:
-        raise ManageNameIDError(
-            f"the ManageNameIDRequest carries an encrypted {what}, and no decryption key is configured for this partner"
-        )
-    return decrypt(element, policy.decryption_key, policy.allowed_encryption_algorithms, policy.max_bytes)

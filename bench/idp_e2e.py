@@ -1,12 +1,13 @@
 """Benchmark of the IdP runtime end to end (not a test): IdP-initiated SSO on the HTTP-POST binding with an existing
-session, through gunicorn with 2 workers on loopback, driven by a Python load generator (several processes, one
-keep-alive connection each), next to its floors, in one run.
+session, through gunicorn with 2 workers (sync, as `make run` starts them) on loopback, driven by Debian's wrk (or a
+Python load generator), next to its floors, in one run.
 
-    cd /work/main && .venv/bin/python bench/idp_e2e.py [--seconds 10] [--clients 4] [--memory-responses 100000]
+    cd /work/main && .venv/bin/python bench/idp_e2e.py [--seconds 10] [--clients 32] [--memory-responses 100000]
 
 What runs, on the embedded defaults (SQLite in a temporary var folder, migrated first):
 
-  bare Django view      a view returning "ok" through the project's whole middleware stack: the HTTP floor
+  bare Django view      a view returning "ok" through the project's whole middleware stack: the console's HTTP floor
+  bare runtime view     the same view marked runtime_view (federation/runtime_middleware.py): the runtime's HTTP floor
   IdP-initiated SSO     GET /affwebservices/public/saml2sso?SPID=… with a FEDSESSION cookie: session read, snapshot
                         lookup, Response with a signed assertion (RSA-2048, SHA-256) and 5 attributes, the
                         auto-submitted form page; rows with the trace store on (FEDERATION_LOG_LEVEL=INFO, the

@@ -11,10 +11,14 @@ Everything else, including an unknown /affwebservices/ path (the 404 page) and a
 through the whole stack as before.
 """
 
+from functools import lru_cache
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, get_urlconf, resolve
 from django.views.decorators.csrf import csrf_exempt
 
 from federation import runtime_paths
@@ -30,6 +34,24 @@ def runtime_view(view):
     return view
 
 
+@lru_cache(maxsize=512)
+def _runtime_match(path, urlconf):
+    """The ResolverMatch of a `runtime_view` at `path`, or None. Kept per path: the runtime serves a few fixed paths
+    (and the metadata URL per entity), and resolving them through the nested URL confs on every request cost more
+    than the rest of this middleware. The bounded cache only costs a miss for a flood of other paths."""
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return None
+    return match if getattr(match.func, "runtime_view", False) else None
+
+
+@receiver(setting_changed)
+def _forget_matches(setting, **kwargs):
+    if setting == "ROOT_URLCONF":
+        _runtime_match.cache_clear()
+
+
 class RuntimeViewMiddleware:
     """Serves `runtime_view` views directly; placed right after the transaction middleware in settings.MIDDLEWARE, so
     runtime responses still carry the transaction ID and exceptions still reach Django's error handling."""
@@ -42,11 +64,8 @@ class RuntimeViewMiddleware:
     def __call__(self, request):
         if not request.path_info.startswith(_RUNTIME_PREFIX):
             return self.get_response(request)
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return self.get_response(request)
-        if not getattr(match.func, "runtime_view", False):
+        match = _runtime_match(request.path_info, get_urlconf())
+        if match is None:
             return self.get_response(request)
         # As the stack would: process_request outside in, and the response back out through those that were entered.
         entered = 0

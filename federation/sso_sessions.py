@@ -32,7 +32,9 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import transaction
+from django.dispatch import receiver
 
 from federation import runtime_paths
 
@@ -640,8 +642,27 @@ _redis_stores = {}
 _lock = threading.Lock()
 
 
+_selected_store = None
+
+
 def session_store():
-    """The backend the settings select (FEDERATION_SSO_SESSION_STORE: database or redis)."""
+    """The backend the settings select (FEDERATION_SSO_SESSION_STORE: database or redis), made once per process:
+    reading the settings behind it cost more on every sign-on than the session query. A changed setting (tests do
+    that) makes it anew."""
+    global _selected_store
+    store = _selected_store
+    if store is None:
+        store = _selected_store = _store_from_settings()
+    return store
+
+
+@receiver(setting_changed)
+def _forget_selected_store(**kwargs):
+    global _selected_store
+    _selected_store = None
+
+
+def _store_from_settings():
     backend = str(_setting("FEDERATION_SSO_SESSION_STORE", DATABASE)).strip().lower()
     if backend == DATABASE:
         return DatabaseSessionStore()

@@ -13,6 +13,7 @@ through the whole stack as before.
 
 from functools import lru_cache
 
+from django.core.handlers.exception import response_for_exception
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -70,15 +71,19 @@ class RuntimeViewMiddleware:
         # As the stack would: process_request outside in, and the response back out through those that were entered.
         entered = 0
         response = None
-        for middleware in self._kept:
-            entered += 1
-            early = getattr(middleware, "process_request", None)
-            response = early(request) if early else None
-            if response is not None:
-                break
-        if response is None:
-            request.resolver_match = match
-            response = match.func(request, *match.args, **match.kwargs)
+        try:
+            for middleware in self._kept:
+                entered += 1
+                early = getattr(middleware, "process_request", None)
+                response = early(request) if early else None
+                if response is not None:
+                    break
+            if response is None:
+                request.resolver_match = match
+                response = match.func(request, *match.args, **match.kwargs)
+        except Exception as error:  # noqa: BLE001 - Django's own conversion (400 for a bad Host, the 500 page, …)
+            # What the stack's per-middleware wrapper would do, so the error page still gets the headers below.
+            response = response_for_exception(request, error)
         for middleware in reversed(self._kept[:entered]):
             response = middleware.process_response(request, response)
         return response

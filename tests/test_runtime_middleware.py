@@ -25,6 +25,11 @@ def unmarked(request):
     return HttpResponse(b"unmarked")
 
 
+@runtime_view
+def broken(request):
+    raise RuntimeError("a bug in a runtime view")
+
+
 def failing_view(request):
     raise AssertionError("the whole stack was used for a marked view")
 
@@ -32,8 +37,10 @@ def failing_view(request):
 urlpatterns = [
     path("affwebservices/test/marked", marked),
     path("affwebservices/test/unmarked", unmarked),
+    path("affwebservices/test/broken", broken),
     path("", include("federation.urls")),
 ]
+handler500 = "federation.views.errors.server_error"  # as federation/urls.py
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 
@@ -84,6 +91,24 @@ def test_https_redirect_and_hsts_still_apply():
     assert redirected.status_code == 301 and redirected["Location"].startswith("https://")
     secure = Client().get("/affwebservices/test/marked", secure=True)
     assert secure.status_code == 200 and secure["Strict-Transport-Security"].startswith("max-age=600")
+
+
+def test_host_validation_answers_with_the_headers_the_whole_stack_gives_it():
+    # The bad Host is found in CommonMiddleware's process_request: as in the whole stack, the 400 goes back out through
+    # SecurityMiddleware and the transaction middleware (the framing middleware, inside, never saw the request).
+    response = Client(HTTP_HOST="attacker.example").get("/affwebservices/test/marked")
+    assert response.status_code == 400 and response["X-Content-Type-Options"] == "nosniff"
+    assert len(response["X-Transaction-ID"]) == 32
+
+
+def test_a_failing_runtime_view_gets_the_500_page_with_the_headers_and_no_traceback():
+    client = Client(raise_request_exception=False)
+    response = client.get("/affwebservices/test/broken")
+    assert response.status_code == 500
+    assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
+    page = response.content.decode()
+    assert response["X-Transaction-ID"] in page
+    assert "a bug in a runtime view" not in page and "Traceback" not in page
 
 
 def test_an_unknown_runtime_path_gets_the_normal_404_page():

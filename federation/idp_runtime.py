@@ -21,21 +21,19 @@ IdP-initiated SSO the Response ID) is bound to each request's transaction ID (`t
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 from cryptography import x509
 from django.core import signing
 from django.utils.crypto import salted_hmac
 
-from federation import artifact_store, directories, persistent_ids, runtime_paths, sso_sessions, tracing
+from federation import artifact_store, backchannel, directories, persistent_ids, runtime_paths, sso_sessions, tracing
 from federation.runtime_errors import PostForm, Redirect, Refusal, SoapAnswer
 from federation.saml import constants as C
 from federation.saml.artifacts import (
@@ -1339,31 +1337,10 @@ def _fault(status, fault_code, text, checkpoint, detail="", headers=None):
     return SoapAnswer(status, to_bytes(soap_fault(text, fault_code), xml_declaration=True), headers or {})
 
 
-def _client_certificate(headers, remote_addr):
-    """The client certificate a trusted TLS-terminating proxy forwarded, or (None, why not)."""
-    trusted = [item.strip() for item in str(_setting("FEDERATION_CLIENT_CERT_TRUSTED_PROXIES", "")).split(",") if item.strip()]
-    header = str(_setting("FEDERATION_CLIENT_CERT_HEADER", "X-SSL-Client-Cert"))
-    if not trusted:
-        return (
-            None,
-            "no trusted proxy is configured (FEDERATION_CLIENT_CERT_TRUSTED_PROXIES), so no client certificate is accepted",
-        )
-    if remote_addr not in trusted:
-        return None, f"the request came from {remote_addr}, not from a trusted proxy"
-    value = headers.get(header, "")
-    if not value:
-        return None, f"the trusted proxy sent no {header} header (no client certificate)"
-    try:
-        pem = unquote(value)  # nginx $ssl_client_escaped_cert is URL-encoded PEM
-        return x509.load_pem_x509_certificate(pem.encode()), ""
-    except ValueError:
-        return None, f"the {header} header does not hold a PEM certificate"
-
-
 def _backchannel_refusal(config, authorization, headers, remote_addr):
     """None when the caller authenticated as the partnership's back channel demands, else the SOAP fault."""
-    method = config.setting("sso_slo", "backchannel_in_auth") or "none"
-    if method == "none":
+    method = config.setting("sso_slo", "backchannel_in_auth") or backchannel.NONE
+    if method == backchannel.NONE:
         _trace(
             logging.WARNING,
             Checkpoint.BACKCHANNEL_UNAUTHENTICATED,
@@ -1372,49 +1349,18 @@ def _backchannel_refusal(config, authorization, headers, remote_addr):
             config.name,
         )
         return None
-    if method == "basic":
-        challenge = {"WWW-Authenticate": f'Basic realm="{runtime_paths.SAML2_ARTIFACT_RESOLUTION}", charset="UTF-8"'}
-        scheme, _, credentials = (authorization or "").partition(" ")
-        if scheme.lower() != "basic" or not credentials:
-            return _fault(
-                401, "Client", "Authentication required.", Checkpoint.BACKCHANNEL_AUTH_FAILED, "no Basic credentials", challenge
-            )
-        try:
-            user, _, password = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return _fault(
-                401, "Client", "Authentication required.", Checkpoint.BACKCHANNEL_AUTH_FAILED, "bad Basic header", challenge
-            )
-        expected = snapshot_secrets(config.snapshot_id).get("sso_slo.backchannel_in_password", "")
-        good_user = hmac.compare_digest(user.encode(), config.name.encode())
-        good_password = bool(expected) and hmac.compare_digest(password.encode(), expected.encode())
-        if not (good_user and good_password):
-            return _fault(
-                401,
-                "Client",
-                "Authentication failed.",
-                Checkpoint.BACKCHANNEL_AUTH_FAILED,
-                f"Basic user {user!r}: {'wrong password' if good_user else 'not the partnership name'}",
-                challenge,
-            )
+    refused = backchannel.refusal(
+        method,
+        partnership_name=config.name,
+        password=lambda: snapshot_secrets(config.snapshot_id).get("sso_slo.backchannel_in_password", ""),
+        realm=runtime_paths.SAML2_ARTIFACT_RESOLUTION,
+        authorization=authorization,
+        headers=headers,
+        remote_addr=remote_addr,
+    )
+    if refused is None:
         return None
-    certificate, why = _client_certificate(headers, remote_addr)
-    if certificate is None:
-        return _fault(403, "Client", "A client certificate is required.", Checkpoint.BACKCHANNEL_AUTH_FAILED, why)
-    names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    common_name = names[0].value if names else ""
-    now = datetime.now(UTC)
-    if common_name != config.name:
-        return _fault(
-            403,
-            "Client",
-            "The client certificate is not accepted.",
-            Checkpoint.BACKCHANNEL_AUTH_FAILED,
-            f"subject CN {common_name!r} is not the partnership name {config.name!r}",
-        )
-    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        return _fault(403, "Client", "The client certificate is not accepted.", Checkpoint.BACKCHANNEL_AUTH_FAILED, "expired")
-    return None
+    return _fault(refused.status, "Client", refused.message, Checkpoint.BACKCHANNEL_AUTH_FAILED, refused.detail, refused.headers)
 
 
 def resolve_artifact(method, body, authorization="", headers=None, remote_addr="", content_length=None):

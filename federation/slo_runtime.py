@@ -26,22 +26,19 @@ ID) is bound to every request of one logout (`tracing.bind_saml_transaction`).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import logging
 import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from django.conf import settings as django_settings
 from django.db import transaction
 
-from federation import runtime_paths, sp_runtime, sso_sessions, tracing
+from federation import backchannel, runtime_paths, sp_runtime, sso_sessions, tracing
 from federation.models import SloTransaction, SpSession, SsoParticipant
 from federation.runtime_errors import PostForm, Redirect, Refusal, SoapAnswer
 from federation.saml import constants as C
@@ -1206,28 +1203,9 @@ def _setting(name, default):
     return str(value) if value not in (None, "") else default
 
 
-def _client_certificate(headers, remote_addr):
-    """The client certificate a trusted TLS-terminating proxy forwarded (the same settings as artifact resolution:
-    FEDERATION_CLIENT_CERT_TRUSTED_PROXIES, FEDERATION_CLIENT_CERT_HEADER), or (None, why not)."""
-    trusted = [item.strip() for item in _setting("FEDERATION_CLIENT_CERT_TRUSTED_PROXIES", "").split(",") if item.strip()]
-    header = _setting("FEDERATION_CLIENT_CERT_HEADER", "X-SSL-Client-Cert")
-    if not trusted:
-        return None, "no trusted proxy is configured (FEDERATION_CLIENT_CERT_TRUSTED_PROXIES)"
-    if remote_addr not in trusted:
-        return None, f"the request came from {remote_addr}, not from a trusted proxy"
-    value = headers.get(header, "")
-    if not value:
-        return None, f"the trusted proxy sent no {header} header"
-    try:
-        return x509.load_pem_x509_certificate(unquote(value).encode()), ""
-    except ValueError:
-        return None, f"the {header} header does not hold a PEM certificate"
-
-
 def _backchannel_refusal(partner, authorization, headers, remote_addr, now):
     """None when the caller authenticated as the partnership's incoming back channel demands, else the SOAP fault."""
-    method = partner.backchannel_in_auth
-    if method == "none":
+    if partner.backchannel_in_auth == backchannel.NONE:
         _warn(
             Checkpoint.BACKCHANNEL_UNAUTHENTICATED,
             "SOAP logout from %s without back-channel authentication (partnership %s: none)",
@@ -1235,35 +1213,19 @@ def _backchannel_refusal(partner, authorization, headers, remote_addr, now):
             partner.name,
         )
         return None
-    if method == "basic":
-        challenge = {"WWW-Authenticate": f'Basic realm="{runtime_paths.SAML2_SLO_SOAP}", charset="UTF-8"'}
-        scheme, _, credentials = (authorization or "").partition(" ")
-        try:
-            user, _, password = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            user, password = None, ""
-        if scheme.lower() != "basic" or user is None:
-            return _fault(
-                401, "Client", "Authentication required.", Checkpoint.BACKCHANNEL_AUTH_FAILED, "no Basic credentials", challenge
-            )
-        expected = snapshot_secrets(partner.snapshot_id).get("sso_slo.backchannel_in_password", "")
-        good_user = hmac.compare_digest(user.encode(), partner.name.encode())
-        good_password = bool(expected) and hmac.compare_digest(password.encode(), expected.encode())
-        if not (good_user and good_password):
-            detail = f"Basic user {user!r}: {'wrong password' if good_user else 'not the partnership name'}"
-            return _fault(401, "Client", "Authentication failed.", Checkpoint.BACKCHANNEL_AUTH_FAILED, detail, challenge)
+    refused = backchannel.refusal(
+        partner.backchannel_in_auth,
+        partnership_name=partner.name,
+        password=lambda: snapshot_secrets(partner.snapshot_id).get("sso_slo.backchannel_in_password", ""),
+        realm=runtime_paths.SAML2_SLO_SOAP,
+        authorization=authorization,
+        headers=headers,
+        remote_addr=remote_addr,
+        now=now,
+    )
+    if refused is None:
         return None
-    certificate, why = _client_certificate(headers, remote_addr)
-    if certificate is None:
-        return _fault(403, "Client", "A client certificate is required.", Checkpoint.BACKCHANNEL_AUTH_FAILED, why)
-    names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    common_name = names[0].value if names else ""
-    if common_name != partner.name:
-        detail = f"subject CN {common_name!r} is not the partnership name {partner.name!r}"
-        return _fault(403, "Client", "The client certificate is not accepted.", Checkpoint.BACKCHANNEL_AUTH_FAILED, detail)
-    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        return _fault(403, "Client", "The client certificate is not accepted.", Checkpoint.BACKCHANNEL_AUTH_FAILED, "expired")
-    return None
+    return _fault(refused.status, "Client", refused.message, Checkpoint.BACKCHANNEL_AUTH_FAILED, refused.detail, refused.headers)
 
 
 def back_channel(method, body, *, authorization="", headers=None, remote_addr="", content_length=0, now=None):

@@ -25,7 +25,6 @@ message is harmless and a lost one is found again by `resume_jobs`.
    made, where UnknownPrincipal then means the earlier one got through.
 """
 
-import base64
 import hashlib
 import json
 import logging
@@ -50,7 +49,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from entities.models import KeystoreEntry
-from federation import directories
+from federation import backchannel, directories
 from federation.models import PersistentIdentifier, UserDirectory
 from federation.runtime_paths import SAML2_MANAGE_NAME_ID_SOAP, join
 from federation.saml import constants as C
@@ -1221,18 +1220,7 @@ def _config_for_issuer(issuer):
     return None
 
 
-def _basic_credentials(authorization):
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    return user, password
-
-
-def answer_request(body, *, request_url="", authorization="", now=None):
+def answer_request(body, *, request_url="", authorization="", headers=None, remote_addr="", now=None):
     """Our answer to a ManageNameIDRequest a partner POSTed over SOAP: verify it under the partnership, delete or change
     the persistent identifier it names, and answer with a signed ManageNameIDResponse (UnknownPrincipal when the
     NameID links no user). A request seen before (same issuer and ID) gets the recorded answer again."""
@@ -1249,19 +1237,26 @@ def answer_request(body, *, request_url="", authorization="", now=None):
     if config is None:
         log.warning("ManageNameIDRequest from unknown partner %s", issuer, extra={"checkpoint": "NAMEID_UNKNOWN_PARTNER"})
         return _fault(f"There is no active SAML 2.0 partnership with {issuer}.")
-    if config.backchannel_in_auth == "basic":
-        user, password = _basic_credentials(authorization)
-        expected = config.secret("backchannel_in_password")
-        if user != config.name or not expected or not secrets.compare_digest((password or "").encode(), expected.encode()):
-            log.warning(
-                "ManageNameIDRequest from %s without the back-channel credentials", issuer, extra={"checkpoint": "NAMEID_AUTH"}
-            )
-            return SoapAnswer(401, b"", {"WWW-Authenticate": f'Basic realm="{config.name}"'})
-    elif config.backchannel_in_auth == "client_cert":
-        return _fault(
-            "This partnership wants client-certificate authentication on the back channel, which this endpoint does not check yet.",
-            "Server",
+    if config.backchannel_in_auth == backchannel.NONE:
+        log.warning(
+            "ManageNameIDRequest from %s without back-channel authentication (partnership %s: none)",
+            issuer,
+            config.name,
+            extra={"checkpoint": "NAMEID_UNAUTHENTICATED"},
         )
+    refused = backchannel.refusal(
+        config.backchannel_in_auth,
+        partnership_name=config.name,
+        password=lambda: config.secret("backchannel_in_password"),
+        realm=config.name,
+        authorization=authorization,
+        headers=headers,
+        remote_addr=remote_addr,
+        now=now,
+    )
+    if refused is not None:
+        log.warning("ManageNameIDRequest from %s refused: %s", issuer, refused.detail, extra={"checkpoint": "NAMEID_AUTH"})
+        return SoapAnswer(refused.status, to_bytes(soap_fault(refused.message, "Client"), xml_declaration=True), refused.headers)
     unverified_id = message.element.get("ID")
     if not config.enabled:
         return _saml_answer(

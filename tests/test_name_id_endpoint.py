@@ -214,12 +214,45 @@ def test_back_channel_basic_authentication(client, db, tmp_path):
     peer = pysaml2_peer(tmp_path, "sp", PARTNER_SP_ID, credential.key, credential.certificate, OUR_IDP_ID, ours, "https://sp/mni")
     request_id, body = request_from(peer, OUR_IDP_URL, "alice-pid-1")
     refused = post(client, body)
-    assert refused.status_code == 401 and refused["WWW-Authenticate"] == 'Basic realm="idp-to-sp"'
+    assert refused.status_code == 401 and refused["WWW-Authenticate"] == 'Basic realm="idp-to-sp", charset="UTF-8"'
+    assert b"<faultstring>Authentication required.</faultstring>" in refused.content
     wrong = post(client, body, HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"idp-to-sp:guess").decode())
     assert wrong.status_code == 401
     assert persistent_ids.find(OUR_IDP_ID, PARTNER_SP_ID, f"{EMBEDDED}:alice") == "alice-pid-1"
     good = post(client, body, HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"idp-to-sp:partner-pass-1").decode())
     assert read_answer(peer, good, request_id) == (C.STATUS_SUCCESS, None)
+
+
+def test_back_channel_client_certificate_authentication(client, db, tmp_path, settings):
+    """The certificate comes from the TLS-terminating proxy (REMOTE_ADDR is the proxy, the header carries nginx's
+    $ssl_client_escaped_cert), as for artifact resolution and SOAP logout (federation/backchannel.py)."""
+    from urllib.parse import quote
+
+    from federation.models import TraceLine
+
+    credential = make_credential("rsa", PARTNER_SP_ID)
+    _, ours = make_idp_side("https://sp.partner-nid.example/mni", credential.cert_pem, mni={"backchannel_in_auth": "client_cert"})
+    link(OUR_IDP_ID, PARTNER_SP_ID, "alice", "alice-pid-1")
+    peer = pysaml2_peer(tmp_path, "sp", PARTNER_SP_ID, credential.key, credential.certificate, OUR_IDP_ID, ours, "https://sp/mni")
+    good_cert = quote(make_credential("rsa", "idp-to-sp").cert_pem.decode())  # CN = the partnership's name
+    other_cert = quote(make_credential("rsa", "someone-else").cert_pem.decode())
+
+    def send(certificate, proxy="10.0.0.5"):
+        request_id, body = request_from(peer, OUR_IDP_URL, "alice-pid-1")
+        return request_id, post(client, body, REMOTE_ADDR=proxy, HTTP_X_SSL_CLIENT_CERT=certificate)
+
+    assert send(good_cert)[1].status_code == 403  # no trusted proxy configured: the header is not believed
+    settings.FEDERATION_CLIENT_CERT_TRUSTED_PROXIES = "10.0.0.5"
+    assert send(good_cert, proxy="10.0.0.99")[1].status_code == 403  # not from the proxy
+    refused = send(other_cert)[1]
+    assert refused.status_code == 403 and b"The client certificate is not accepted." in refused.content
+    assert persistent_ids.find(OUR_IDP_ID, PARTNER_SP_ID, f"{EMBEDDED}:alice") == "alice-pid-1"
+    request_id, good = send(good_cert)
+    assert read_answer(peer, good, request_id) == (C.STATUS_SUCCESS, None)
+    assert persistent_ids.find(OUR_IDP_ID, PARTNER_SP_ID, f"{EMBEDDED}:alice") is None
+    details = list(TraceLine.objects.filter(checkpoint="NAMEID_AUTH").values_list("message", flat=True))
+    assert any("no trusted proxy" in d for d in details) and any("not from a trusted proxy" in d for d in details)
+    assert any("is not the partnership name" in d for d in details)
 
 
 def test_manage_name_id_off_is_request_unsupported(client, db, tmp_path):

@@ -56,6 +56,8 @@ def manage_name_id_soap(request):
         request.body,
         request_url=request.build_absolute_uri(request.path),
         authorization=request.headers.get("Authorization", ""),
+        headers=request.headers,
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
     )
     response = HttpResponse(answer.body, status=answer.status, content_type="text/xml; charset=utf-8")
     for name, value in answer.headers.items():

@@ -15,9 +15,9 @@ DEFAULT_LIFETIME_SECONDS = 60
 
 
 def lifetime_seconds():
-    from federation.sso_sessions import _setting
+    from federation.sso_sessions import runtime_setting
 
-    return int(_setting("FEDERATION_ARTIFACT_LIFETIME_SECONDS", DEFAULT_LIFETIME_SECONDS))
+    return int(runtime_setting("FEDERATION_ARTIFACT_LIFETIME_SECONDS", DEFAULT_LIFETIME_SECONDS))
 
 
 def handle_of(artifact):

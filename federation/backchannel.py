@@ -17,13 +17,13 @@ No HTTP objects here: the views pass the Authorization header, the request heade
 import base64
 import binascii
 import hmac
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from cryptography import x509
-from django.conf import settings
+
+from federation.sso_sessions import runtime_setting
 
 NONE, BASIC, CLIENT_CERT = "none", "basic", "client_cert"
 
@@ -38,17 +38,12 @@ class Refusal:
     headers: dict = field(default_factory=dict)
 
 
-def _setting(name, default):
-    value = getattr(settings, name, None)
-    if value in (None, ""):
-        value = os.environ.get(name, "")
-    return str(value) if value not in (None, "") else default
-
-
 def client_certificate(headers, remote_addr):
     """The client certificate a trusted TLS-terminating proxy forwarded, or (None, why not)."""
-    trusted = [item.strip() for item in _setting("FEDERATION_CLIENT_CERT_TRUSTED_PROXIES", "").split(",") if item.strip()]
-    header = _setting("FEDERATION_CLIENT_CERT_HEADER", "X-SSL-Client-Cert")
+    trusted = [
+        item.strip() for item in str(runtime_setting("FEDERATION_CLIENT_CERT_TRUSTED_PROXIES", "")).split(",") if item.strip()
+    ]
+    header = str(runtime_setting("FEDERATION_CLIENT_CERT_HEADER", "X-SSL-Client-Cert"))
     if not trusted:
         return (
             None,

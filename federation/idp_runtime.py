@@ -158,10 +158,6 @@ def _info(checkpoint, message, *args):
     _trace(logging.INFO, checkpoint, message, *args)
 
 
-def _setting(name, default):
-    return sso_sessions._setting(name, default)
-
-
 # --- results the views turn into responses -----------------------------------------------------------------------
 
 
@@ -416,7 +412,7 @@ _CONSENT_SALT = "federation.idp.consent"
 
 
 def login_seconds():
-    return int(_setting("FEDERATION_IDP_LOGIN_SECONDS", LOGIN_SECONDS_DEFAULT))
+    return int(sso_sessions.runtime_setting("FEDERATION_IDP_LOGIN_SECONDS", LOGIN_SECONDS_DEFAULT))
 
 
 def login_form_token(browser_id, token):
@@ -894,7 +890,7 @@ def _user_dn(user):
 
 
 def _protection_level():
-    return int(_setting("FEDERATION_IDP_LOGIN_PROTECTION_LEVEL", PROTECTION_LEVEL_DEFAULT))
+    return int(sso_sessions.runtime_setting("FEDERATION_IDP_LOGIN_PROTECTION_LEVEL", PROTECTION_LEVEL_DEFAULT))
 
 
 def _rules(config):

@@ -27,7 +27,6 @@ ID) is bound to every request of one logout (`tracing.bind_saml_transaction`).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,7 +34,6 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from django.conf import settings as django_settings
 from django.db import transaction
 
 from federation import backchannel, runtime_paths, sp_runtime, sso_sessions, tracing
@@ -1193,14 +1191,6 @@ def _sp_request(partner, request, binding, sp_cookie, now):
 
 
 # --- saml2slosoap: the back channel -------------------------------------------------------------------------------
-
-
-def _setting(name, default):
-    """A runtime setting: the Django setting of that name, else the environment variable, else the default."""
-    value = getattr(django_settings, name, None)
-    if value in (None, ""):
-        value = os.environ.get(name, "")
-    return str(value) if value not in (None, "") else default
 
 
 def _backchannel_refusal(partner, authorization, headers, remote_addr, now):

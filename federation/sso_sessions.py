@@ -52,7 +52,7 @@ class SessionStoreError(Exception):
     """The session store is misconfigured or cannot be reached."""
 
 
-def _setting(name, default):
+def runtime_setting(name, default):
     """A runtime setting: the Django setting of that name, else the FEDERATION_* environment variable's value as read
     by settings.env, else the default. (The project settings module may not define the new runtime settings yet.)"""
     import os
@@ -64,11 +64,11 @@ def _setting(name, default):
 
 
 def idle_minutes():
-    return int(_setting("FEDERATION_SSO_SESSION_IDLE_MINUTES", DEFAULT_IDLE_MINUTES))
+    return int(runtime_setting("FEDERATION_SSO_SESSION_IDLE_MINUTES", DEFAULT_IDLE_MINUTES))
 
 
 def max_minutes():
-    return int(_setting("FEDERATION_SSO_SESSION_MAX_MINUTES", DEFAULT_MAX_MINUTES))
+    return int(runtime_setting("FEDERATION_SSO_SESSION_MAX_MINUTES", DEFAULT_MAX_MINUTES))
 
 
 def _now(now=None):
@@ -663,14 +663,14 @@ def _forget_selected_store(**kwargs):
 
 
 def _store_from_settings():
-    backend = str(_setting("FEDERATION_SSO_SESSION_STORE", DATABASE)).strip().lower()
+    backend = str(runtime_setting("FEDERATION_SSO_SESSION_STORE", DATABASE)).strip().lower()
     if backend == DATABASE:
         return DatabaseSessionStore()
     if backend == REDIS:
         url = getattr(settings, "REDIS_URL", None)
         if not url:
             raise SessionStoreError("the SSO session store is set to Redis but FEDERATION_REDIS_URL is not set")
-        prefix = _setting("FEDERATION_SSO_SESSION_REDIS_PREFIX", DEFAULT_REDIS_PREFIX)
+        prefix = runtime_setting("FEDERATION_SSO_SESSION_REDIS_PREFIX", DEFAULT_REDIS_PREFIX)
         lifetimes = (idle_minutes(), max_minutes())
         with _lock:
             # One client (and connection pool) per URL, prefix and lifetimes, shared by the threads of a process.
